@@ -1,0 +1,1 @@
+"""Runs things: CLI, registry, backends, run store, reference-model zoo."""

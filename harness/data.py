@@ -1,0 +1,124 @@
+"""Public data sets: where each lives, and how to load it.
+
+The project never ships copies of public data. Each set is read either from a local data directory
+the user names (``--data-dir`` or ``QRESAFE_DATA_DIR``), laid out as below, or, when none is named,
+from its canonical public source (the upstream file pinned at the commit the local copies were
+taken from). A missing source is one error that names both ways to provide it.
+
+Local layout (the same as the ``shared/data`` folder the tests use)::
+
+    <data-dir>/advbench/harmful_behaviors.csv
+    <data-dir>/refusal_direction_splits/harmless_train.json
+    <data-dir>/refusal_direction_splits/harmless_val.json
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+DATA_DIR_ENV = "QRESAFE_DATA_DIR"
+
+
+class DataSourceError(RuntimeError):
+    """A data set could not be found or read."""
+
+
+@dataclass(frozen=True)
+class PublicDataset:
+    name: str
+    local_path: str  # relative to the data directory
+    url: str  # canonical upstream file, pinned to a commit
+    licence: str
+    role: str  # "eval" sets must never reach training or calibration
+
+
+_LLM_ATTACKS = "https://raw.githubusercontent.com/llm-attacks/llm-attacks/098262edf85f807224e70ecd87b9d83716bf6b73"
+_REFUSAL_DIR = "https://raw.githubusercontent.com/andyrdt/refusal_direction/9d852fae1a9121c78b29142de733cb1340770cc3"
+
+CATALOG: dict[str, PublicDataset] = {
+    d.name: d
+    for d in (
+        PublicDataset("advbench", "advbench/harmful_behaviors.csv",
+                      f"{_LLM_ATTACKS}/data/advbench/harmful_behaviors.csv", "MIT", "eval"),
+        PublicDataset("alpaca_harmless_train", "refusal_direction_splits/harmless_train.json",
+                      f"{_REFUSAL_DIR}/dataset/splits/harmless_train.json", "CC BY-NC 4.0 (Alpaca)",
+                      "train"),
+        PublicDataset("alpaca_harmless_val", "refusal_direction_splits/harmless_val.json",
+                      f"{_REFUSAL_DIR}/dataset/splits/harmless_val.json", "CC BY-NC 4.0 (Alpaca)",
+                      "eval"),
+    )
+}
+
+
+def data_dir_from_env() -> Path | None:
+    value = os.environ.get(DATA_DIR_ENV)
+    return Path(value).expanduser() if value else None
+
+
+def resolve(name: str, data_dir: str | Path | None = None) -> str:
+    """Local path of a data set if a data directory is named, else its canonical URL."""
+    try:
+        entry = CATALOG[name]
+    except KeyError:
+        raise DataSourceError(f"unknown data set {name!r}; known: {', '.join(sorted(CATALOG))}") from None
+    root = Path(data_dir).expanduser() if data_dir else data_dir_from_env()
+    if root is None:
+        return entry.url
+    path = root / entry.local_path
+    if not path.is_file():
+        raise DataSourceError(
+            f"data set {name!r} not found at {path}; put the file there, or point --data-dir / "
+            f"{DATA_DIR_ENV} at a folder that has {entry.local_path}, or unset both to read it from "
+            f"{entry.url}")
+    return str(path)
+
+
+def _read_text(location: str) -> str:
+    if location.startswith(("http://", "https://")):
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(location, timeout=30) as response:  # noqa: S310 (pinned https URL)
+                return response.read().decode("utf-8")
+        except OSError as exc:
+            raise DataSourceError(
+                f"could not fetch {location} ({exc}); with no network, point --data-dir or "
+                f"{DATA_DIR_ENV} at a local copy (layout: see `qresafe-bench data`)") from None
+    return Path(location).read_text(encoding="utf-8")
+
+
+def load_records(name: str, data_dir: str | Path | None = None) -> list[dict]:
+    """Rows of a data set as dicts, in file order."""
+    location = resolve(name, data_dir)
+    text = _read_text(location)
+    try:
+        if location.endswith(".csv"):
+            rows = list(csv.DictReader(text.splitlines()))
+        else:
+            rows = json.loads(text)
+    except (ValueError, csv.Error) as exc:
+        raise DataSourceError(f"data set {name!r} at {location} is not valid: {exc}") from None
+    if not rows:
+        raise DataSourceError(f"data set {name!r} at {location} is empty")
+    return rows
+
+
+def advbench_prompts(data_dir: str | Path | None = None) -> list[dict[str, str]]:
+    """AdvBench harmful behaviours: [{"prompt": goal, "target": "Sure, here is ..."}]."""
+    rows = load_records("advbench", data_dir)
+    try:
+        return [{"prompt": r["goal"], "target": r["target"]} for r in rows]
+    except KeyError as exc:
+        raise DataSourceError(f"advbench file lacks column {exc}; expected goal,target") from None
+
+
+def alpaca_instructions(split: str, data_dir: str | Path | None = None) -> list[str]:
+    """Alpaca instructions without input, from the refusal-direction train/val splits."""
+    if split not in ("train", "val"):
+        raise DataSourceError(f"alpaca split must be 'train' or 'val', got {split!r}")
+    rows = load_records(f"alpaca_harmless_{split}", data_dir)
+    return [r["instruction"] for r in rows]

@@ -1,0 +1,56 @@
+"""Rates with their sample size and a 95% Wilson score interval.
+
+Wilson rather than the normal approximation because ASRs near 0% or 100% on a few hundred prompts
+are the common case here, where the normal interval collapses to zero width or leaves [0, 1].
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+Z_95 = 1.959963984540054  # two-sided 95% normal quantile
+
+
+@dataclass(frozen=True)
+class Rate:
+    successes: int
+    n: int
+    low: float
+    high: float
+
+    @property
+    def value(self) -> float:
+        return self.successes / self.n if self.n else float("nan")
+
+    def as_dict(self) -> dict[str, float | int]:
+        return {"value": self.value, "n": self.n, "successes": self.successes,
+                "ci95_low": self.low, "ci95_high": self.high}
+
+    def format(self, percent: bool = True) -> str:
+        if not self.n:
+            return "n/a (n=0)"
+        scale, unit = (100.0, "%") if percent else (1.0, "")
+        return (f"{self.value * scale:.1f}{unit} [{self.low * scale:.1f}, {self.high * scale:.1f}] "
+                f"(n={self.n})")
+
+
+def wilson(successes: int, n: int, z: float = Z_95) -> Rate:
+    """Wilson score interval for a binomial proportion."""
+    if n < 0 or successes < 0 or successes > n:
+        raise ValueError(f"invalid counts: successes={successes}, n={n}")
+    if n == 0:
+        return Rate(0, 0, float("nan"), float("nan"))
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return Rate(successes, n, max(0.0, centre - half), min(1.0, centre + half))
+
+
+def rate_of(flags: list[bool] | list[int] | list[float]) -> Rate:
+    """Rate of truthy per-item outcomes (each 0/1)."""
+    values = [float(f) for f in flags]
+    if any(v not in (0.0, 1.0) for v in values):
+        raise ValueError("rate_of expects 0/1 outcomes")
+    return wilson(int(sum(values)), len(values))

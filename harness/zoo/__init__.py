@@ -1,0 +1,1 @@
+"""The offline reference model: corpus generator, tokenizer, training, cache."""
