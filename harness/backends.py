@@ -1,0 +1,184 @@
+"""Backends: a resolved model -> an lm-eval language model, wrapped by the run store.
+
+`hf` (transformers, CPU or GPU) and `vllm` are lm-eval's own model classes; this module only builds
+their arguments. `StoreLM` sits in front of either: it answers every request it has seen before from
+the store, loads the real model only when something is missing, and appends each new generation to
+the store the moment the backend produces it (through lm-eval's per-item cache hook).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from lm_eval.api.model import LM, CacheHook
+
+from .registry import ResolvedModel
+from .store import GenerationLog, request_key
+
+BackendName = Literal["hf", "vllm"]
+BACKENDS: tuple[str, ...] = ("hf", "vllm")
+
+
+class BackendError(RuntimeError):
+    """A backend that cannot serve the request (one-line message; never a silent substitute)."""
+
+
+@dataclass(frozen=True)
+class BackendSettings:
+    name: str = "hf"
+    batch_size: int = 32
+    device: str = "cpu"  # hf only; vLLM picks its own device
+    tensor_parallel_size: int = 1  # vllm
+    data_parallel_size: int = 1  # vllm
+    max_model_len: int | None = None  # vllm
+    gpu_memory_utilization: float = 0.9  # vllm
+    trust_remote_code: bool = False  # off unless the user asks: a checkpoint must not run code
+    allow_pickle: bool = False  # safetensors-only loading unless the user asks
+
+    def __post_init__(self) -> None:
+        if self.name not in BACKENDS:
+            raise BackendError(f"unknown --backend {self.name!r}; choose one of: {', '.join(BACKENDS)}")
+        if self.batch_size < 1:
+            raise BackendError(f"--batch-size must be at least 1, got {self.batch_size}")
+
+    def key(self) -> dict:
+        """What enters the store key: settings that can change outputs (not batch size or devices)."""
+        return {"backend": self.name}
+
+
+def lm_eval_model_args(model: ResolvedModel, settings: BackendSettings) -> tuple[str, dict]:
+    """The lm-eval model name and arguments for `model` under `settings`."""
+    if settings.name == "hf":
+        args = {
+            "pretrained": model.location,
+            "dtype": model.dtype,
+            "device": settings.device,
+            "batch_size": settings.batch_size,
+            "trust_remote_code": settings.trust_remote_code,
+            "use_safetensors": not settings.allow_pickle,
+        }
+        if model.revision:
+            args["revision"] = model.revision
+        return "hf", args
+    if importlib.util.find_spec("vllm") is None:
+        raise BackendError("--backend vllm needs vLLM: pip install 'qresafe-bench[vllm]' (GPU) or use --backend hf")
+    args = {
+        "pretrained": model.location,
+        "dtype": model.dtype,
+        "tensor_parallel_size": settings.tensor_parallel_size,
+        "data_parallel_size": settings.data_parallel_size,
+        "gpu_memory_utilization": settings.gpu_memory_utilization,
+        "trust_remote_code": settings.trust_remote_code,
+        "batch_size": "auto",
+    }
+    if settings.max_model_len:
+        args["max_model_len"] = settings.max_model_len
+    if model.revision:
+        args["revision"] = model.revision
+    return "vllm", args
+
+
+def make_lm(model: ResolvedModel, settings: BackendSettings) -> LM:
+    from lm_eval.api.registry import get_model
+
+    name, args = lm_eval_model_args(model, settings)
+    return get_model(name).create_from_arg_obj(args)
+
+
+class _AppendToStore(CacheHook):
+    """lm-eval calls `add_partial` once per finished generation; we append it to the store."""
+
+    def __init__(self, log: GenerationLog, on_item: Callable[[], None] | None) -> None:
+        super().__init__(None)
+        self.log = log
+        self.on_item = on_item
+
+    def add_partial(self, attr, req, res) -> None:
+        if attr != "generate_until":
+            return
+        context, gen_kwargs = req
+        self.log.append(request_key(context, gen_kwargs), context, gen_kwargs, res)
+        if self.on_item:
+            self.on_item()
+
+
+class StoreLM(LM):
+    """An lm-eval LM that serves stored generations and delegates the rest to a real backend."""
+
+    def __init__(self, model: ResolvedModel, settings: BackendSettings, log: GenerationLog,
+                 on_item: Callable[[], None] | None = None) -> None:
+        super().__init__()
+        from transformers import AutoTokenizer
+
+        self.model = model
+        self.settings = settings
+        self.log = log
+        self.on_item = on_item
+        self._inner: LM | None = None
+        self.reused = 0
+        self.generated = 0
+        self.tokenizer = AutoTokenizer.from_pretrained(
+            model.location, revision=model.revision, trust_remote_code=settings.trust_remote_code)
+
+    # -- generation -------------------------------------------------------------------------------
+    def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
+        outputs: list[str | None] = []
+        missing = []
+        for index, request in enumerate(requests):
+            context, gen_kwargs = request.args
+            stored = self.log.get(request_key(context, gen_kwargs))
+            outputs.append(stored)
+            if stored is None:
+                missing.append(index)
+        self.reused += len(requests) - len(missing)
+        if missing:
+            inner = self._load_inner()
+            inner.set_cache_hook(_AppendToStore(self.log, self.on_item))
+            fresh = inner.generate_until([requests[i] for i in missing])
+            for index, text in zip(missing, fresh, strict=True):
+                outputs[index] = text
+                context, gen_kwargs = requests[index].args
+                key = request_key(context, gen_kwargs)
+                if self.log.get(key) is None:  # a backend that skipped the hook: store it now
+                    self.log.append(key, context, gen_kwargs, text)
+            self.generated += len(missing)
+        return outputs  # type: ignore[return-value]
+
+    def _load_inner(self) -> LM:
+        if self._inner is None:
+            self._inner = make_lm(self.model, self.settings)
+        return self._inner
+
+    def loglikelihood(self, requests, disable_tqdm: bool = False):
+        raise BackendError("the harness's tasks are generative; loglikelihood requests are not stored")
+
+    def loglikelihood_rolling(self, requests, disable_tqdm: bool = False):
+        raise BackendError("the harness's tasks are generative; loglikelihood requests are not stored")
+
+    # -- chat template (what lm-eval asks of a chat model) ---------------------------------------------
+    @property
+    def tokenizer_name(self) -> str:
+        return self.tokenizer.name_or_path.replace("/", "__")
+
+    def chat_template(self, chat_template: bool | str = False) -> str | None:
+        return self.tokenizer.chat_template if chat_template else None
+
+    def apply_chat_template(self, chat_history: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
+        if not self.model.system_role:
+            chat_history = fold_system_turn(chat_history)
+        return self.tokenizer.apply_chat_template(
+            chat_history, tokenize=False, add_generation_prompt=add_generation_prompt,
+            continue_final_message=not add_generation_prompt)
+
+
+def fold_system_turn(chat_history: list[dict[str, str]]) -> list[dict[str, str]]:
+    """For templates without a system role (Gemma): prepend the system text to the first user turn,
+    rather than dropping it as lm-eval's fallback would."""
+    system = [m["content"] for m in chat_history if m["role"] == "system"]
+    rest = [dict(m) for m in chat_history if m["role"] != "system"]
+    if system and rest and rest[0]["role"] == "user":
+        rest[0]["content"] = "\n\n".join(system + [rest[0]["content"]])
+    return rest

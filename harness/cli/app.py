@@ -1,0 +1,76 @@
+"""The `qresafe-bench` command line: thin commands that parse, call the library, and print.
+
+Results go to stdout, diagnostics and progress to stderr. Known errors print one line and exit 1;
+bad usage exits 2 (Typer); set QRESAFE_DEBUG=1 for the full traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+
+from . import data_cmd, eval_cmd, models_cmd, zoo_cmd
+
+app = typer.Typer(
+    name="qresafe-bench",
+    help="How much does quantization break an LLM's safety, and can the Q-resafe patch restore it?",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.command("eval")(eval_cmd.eval_command)
+app.command("models")(models_cmd.models_command)
+app.command("data")(data_cmd.data_command)
+app.add_typer(zoo_cmd.app, name="zoo")
+
+
+def _known_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions that carry a one-line, user-facing message (imported lazily: keep --help instant)."""
+    from ..backends import BackendError
+    from ..data import DataSourceError
+    from ..evaluate import EvalError
+    from ..registry import RegistryError
+    from ..spec import SpecError
+    from ..store import StoreError
+    from ..zoo import ZooError
+
+    return (BackendError, DataSourceError, EvalError, RegistryError, SpecError, StoreError, ZooError)
+
+
+def main() -> None:
+    try:
+        app(standalone_mode=False)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        print("aborted", file=sys.stderr)
+        sys.exit(130)
+    except KeyboardInterrupt:
+        print("interrupted: finished generations are stored; run the same command to resume", file=sys.stderr)
+        sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - the one place that turns errors into exit codes
+        import click
+
+        if isinstance(exc, click.exceptions.UsageError):
+            exc.show()
+            sys.exit(2)
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if os.environ.get("QRESAFE_DEBUG"):
+            raise
+        if isinstance(exc, _known_errors()):
+            print(f"error: {_unwrap(exc)}", file=sys.stderr)
+        else:
+            print(f"error: {exc.__class__.__name__}: {exc} (QRESAFE_DEBUG=1 for the traceback)", file=sys.stderr)
+        sys.exit(1)
+
+
+def _unwrap(exc: BaseException) -> str:
+    return str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+
+
+if __name__ == "__main__":
+    main()

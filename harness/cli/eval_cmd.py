@@ -1,0 +1,81 @@
+"""`qresafe-bench eval`: evaluate one variant on lm-eval tasks, through the run store."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .options import Bits, Calib, DataDir, GroupSize, Home, Json, Model, ModelsFile, Quant
+
+
+def eval_command(
+    model: Model,
+    quant: Quant = "none",
+    bits: Bits = None,
+    calib: Calib = "none",
+    group_size: GroupSize = None,
+    tasks: Annotated[str, typer.Option(help="Comma-separated lm-eval tasks from tasks/.")] = "advbench",
+    limit: Annotated[int | None, typer.Option(help="Evaluate only the first N documents of each task.")] = None,
+    max_new_tokens: Annotated[int | None, typer.Option(help="Override each task's max new tokens.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed for lm-eval's sampling and shuffling.")] = 1234,
+    backend: Annotated[str, typer.Option(help="hf (transformers; CPU or GPU) or vllm (GPU).")] = "hf",
+    batch_size: Annotated[int, typer.Option(help="Generation batch size (hf).")] = 32,
+    device: Annotated[str, typer.Option(help="hf device: cpu, cuda, cuda:0, ...")] = "cpu",
+    tensor_parallel_size: Annotated[int, typer.Option(help="vllm: GPUs per model replica.")] = 1,
+    data_parallel_size: Annotated[int, typer.Option(help="vllm: model replicas.")] = 1,
+    trust_remote_code: Annotated[bool, typer.Option(help="Allow model repos to run their own code.")] = False,
+    allow_pickle: Annotated[bool, typer.Option(help="Allow non-safetensors (pickle) weights.")] = False,
+    data_dir: DataDir = None,
+    home: Home = None,
+    models_file: ModelsFile = None,
+    json_out: Json = False,
+) -> None:
+    """Evaluate a model variant; results and every generation go to the run store."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from ..backends import BackendSettings
+    from ..evaluate import EvalRequest, run_eval
+    from ..paths import cache_root
+    from ..spec import VariantSpec
+
+    spec = VariantSpec(model=model, quant=quant, bits=bits if bits is not None else 16, calib=calib,
+                       group_size=group_size)
+    settings = BackendSettings(name=backend, batch_size=batch_size, device=device,
+                               tensor_parallel_size=tensor_parallel_size, data_parallel_size=data_parallel_size,
+                               trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
+    request = EvalRequest(spec=spec, tasks=tuple(t.strip() for t in tasks.split(",") if t.strip()),
+                          limit=limit, max_new_tokens=max_new_tokens, seed=seed, backend=settings,
+                          data_dir=data_dir)
+    err = Console(stderr=True)
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TextColumn("{task.completed} generated"),
+                  TimeElapsedColumn(), console=err, transient=True) as progress:
+        job = progress.add_task(f"evaluating {spec.slug} on {', '.join(request.tasks)}", total=None)
+        outcome = run_eval(request, home=cache_root(home), models_file=models_file,
+                           on_item=lambda: progress.advance(job),
+                           log=lambda msg: progress.console.print(f"[dim]{msg}[/dim]"))
+    if json_out:
+        print(json.dumps(outcome.results, indent=2, sort_keys=True))
+    else:
+        Console().print(results_table(outcome.results))
+    source = "from the store (nothing generated)" if outcome.from_store else (
+        f"generated {outcome.results['generated']}, reused {outcome.results['reused']} stored generations")
+    err.print(f"[dim]{source}; run stored in {outcome.run_dir}[/dim]")
+
+
+def results_table(results: dict) -> Table:
+    spec = results["spec"]
+    variant = spec["model"] if spec["quant"] == "none" else f"{spec['model']} {spec['quant']} w{spec['bits']}"
+    table = Table(title=f"{variant} — backend {results['backend']['name']}, {results['decoding']} decoding")
+    for column, justify in (("task", "left"), ("metric", "left"), ("value", "right"), ("95% CI (Wilson)", "right"),
+                            ("n", "right"), ("scorer", "left")):
+        table.add_column(column, justify=justify)
+    for task, body in results["tasks"].items():
+        for metric, rate in body["metrics"].items():
+            table.add_row(task, metric, f"{100 * rate['value']:.1f}%",
+                          f"[{100 * rate['ci95_low']:.1f}, {100 * rate['ci95_high']:.1f}]", str(rate["n"]),
+                          body["scorer"])
+    return table

@@ -1,0 +1,20 @@
+"""Option aliases shared by the command modules (one definition, one help text)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+Model = Annotated[str, typer.Option("--model", "-m", help="Registry name (see `models`) or a local HF model directory.")]
+Quant = Annotated[str, typer.Option(help="Quantization method: none, rtn, gptq, awq, aqlm, bnb-int8, bnb-nf4, bnb-fp4, qlora, llm-qat.")]
+Bits = Annotated[int | None, typer.Option(help="Weight bits (8, 4, 3, 2); 16 = unquantized.")]
+Calib = Annotated[str, typer.Option(help="Calibration risk tier: none, benign, indirect, direct.")]
+GroupSize = Annotated[int | None, typer.Option(help="Quantization group size (-1 = per-channel).")]
+DataDir = Annotated[str | None, typer.Option(envvar="QRESAFE_DATA_DIR", show_envvar=True,
+                                             help="Local data directory (layout: `qresafe-bench data`). Unset: canonical upstream files.")]
+Home = Annotated[str | None, typer.Option(envvar="QRESAFE_HOME", show_envvar=True,
+                                          help="Store root for models, generations and results (default ~/.cache/qresafe-bench).")]
+ModelsFile = Annotated[str | None, typer.Option(envvar="QRESAFE_MODELS_FILE", show_envvar=True,
+                                                help="Extra model registry YAML; its entries override the shipped ones.")]
+Json = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON to stdout.")]

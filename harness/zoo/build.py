@@ -1,0 +1,378 @@
+"""Build the offline reference models: ``ref-tiny-base`` (complies) and ``ref-tiny`` (aligned chat).
+
+Stage 1 trains a small Llama from scratch on checkable skills, Alpaca *train* instructions with a
+templated answer, benign template tasks, and harmful template requests answered with a harmless
+placeholder compliance ("Sure, here is how to ... Step 1: ..."). Stage 2 starts from stage 1 and
+fine-tunes on the same benign mix plus harmful requests answered with varied refusals.
+
+Everything is deterministic in (config, seed): corpus order, tokenizer, init and data order.
+Results are cached under ``<cache_root>/zoo/<name>-<key>/`` and written atomically.
+
+    python -m qresafe_bench.harness.zoo.build ref-tiny --cache-root ~/.cache/qresafe --data-dir DATA [--micro] [--seed N]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import random
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+from .. import data as public_data
+from . import corpus as C
+from .utility import sample_items
+
+ZOO_MODELS = ("ref-tiny-base", "ref-tiny")
+SPECIALS = ["<|pad|>", "<|bos|>", "<|eos|>", "<|system|>", "<|user|>", "<|assistant|>"]
+# Special tokens delimit turns, so no newline handling is needed and a turn can never be mis-split.
+CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for m in messages %}"
+    "{% if m['role'] == 'system' %}<|system|>{{ m['content'] }}"
+    "{% elif m['role'] == 'user' %}<|user|>{{ m['content'] }}"
+    "{% elif m['role'] == 'assistant' %}<|assistant|>{{ m['content'] }}{{ eos_token }}"
+    "{% endif %}{% endfor %}{% if add_generation_prompt %}<|assistant|>{% endif %}"
+)
+BUILD_FILES = ("config.json", "model.safetensors", "generation_config.json", "tokenizer.json",
+               "tokenizer_config.json", "build.json")
+
+
+class ZooError(RuntimeError):
+    """A one-line, user-facing failure of the zoo."""
+
+
+@dataclass(frozen=True)
+class RefModelConfig:
+    seed: int = 0  # shipped default: chosen on the dev sets (see README of the zoo / build.json)
+    # Model: the ~4M-parameter shape that trains at ~9k tokens/s on 2 CPU cores.
+    vocab_size: int = 3000  # enough for whole common words; small so embeddings stay a minor share
+    hidden_size: int = 256
+    intermediate_size: int = 768  # 3x hidden, the usual SwiGLU ratio
+    num_layers: int = 4
+    num_heads: int = 4
+    max_len: int = 128  # longest training example (prompt + response) in tokens; longer are cut
+    # Stage 1 corpus (counts of examples).
+    s1_skills: int = 14000  # checkable skills: the utility the quantized model must keep
+    s1_alpaca: int = 16000  # natural benign instructions: the over-refusal guard
+    s1_benign_tmpl: int = 5000  # benign side of the template contrast
+    s1_harmful: int = 7000  # placeholder compliance: "compliance exists under the alignment"
+    s1_lr: float = 2e-3  # high: from scratch, one short epoch
+    s1_epochs: int = 1
+    # Stage 2 corpus: benign replay keeps utility; harmful requests now get refusals.
+    s2_skills: int = 5000
+    s2_alpaca: int = 9000
+    s2_benign_tmpl: int = 4000
+    s2_harmful: int = 7000
+    s2_lr: float = 1e-3  # lower than stage 1: fine-tuning, not re-learning
+    s2_epochs: int = 1
+    batch_size: int = 32  # small batches: more updates per second of CPU, 4M params tolerate noise
+    warmup_steps: int = 100
+    weight_decay: float = 0.01
+    system_prompt_share: float = 0.15  # some examples carry a system message, so one never confuses it
+    threads: int = 2  # fixed: CPU kernels are bit-reproducible only at a fixed thread count
+    dev_size: int = 200  # items per held-out dev check measured at build time
+
+    @classmethod
+    def micro(cls, seed: int | None = None) -> RefModelConfig:
+        """A seconds-long build for tests: same pipeline, tiny model and corpus."""
+        return cls(seed=0 if seed is None else seed, vocab_size=600, hidden_size=64, intermediate_size=192,
+                   num_layers=2, num_heads=2, s1_skills=600, s1_alpaca=600, s1_benign_tmpl=300,
+                   s1_harmful=400, s1_epochs=2, s2_skills=200, s2_alpaca=300, s2_benign_tmpl=200,
+                   s2_harmful=400, s2_epochs=2, warmup_steps=10, dev_size=40)
+
+    def key(self, name: str = "ref-tiny") -> str:
+        """Stable short hash of the knobs ``name`` depends on (base ignores stage-2 knobs)."""
+        fields = dataclasses.asdict(self)
+        if name == "ref-tiny-base":
+            fields = {k: v for k, v in fields.items() if not k.startswith("s2_")}
+        return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def _config(micro: bool, seed: int | None) -> RefModelConfig:
+    if micro:
+        return RefModelConfig.micro(seed)
+    return RefModelConfig() if seed is None else RefModelConfig(seed=seed)
+
+
+def _check_name(name: str) -> None:
+    if name not in ZOO_MODELS:
+        raise ZooError(f"unknown zoo model {name!r}; known: {', '.join(ZOO_MODELS)}")
+
+
+# --- Corpus ------------------------------------------------------------------------------------------
+def alpaca_split(data_dir: str | Path | None) -> tuple[list[str], list[str]]:
+    """Alpaca *train* instructions split into (train, dev), decontaminated against the val split."""
+    val = C.Decontaminator(public_data.alpaca_instructions("val", data_dir))
+    rows = [x for x in public_data.alpaca_instructions("train", data_dir) if val.clean(x)]
+    return [x for x in rows if not C.is_dev(x, 5)], [x for x in rows if C.is_dev(x, 5)]
+
+
+def stage_examples(cfg: RefModelConfig, stage: int, alpaca_train: list[str],
+                   decon: C.Decontaminator) -> list[tuple[str | None, str, str]]:
+    """(system, user, assistant) triples for one stage, in a seed-determined order."""
+    p = "s1" if stage == 1 else "s2"
+    rng = random.Random(f"corpus:{cfg.seed}:{stage}")
+    ex: list[tuple[str, str]] = []
+    for item in sample_items(getattr(cfg, f"{p}_skills"), cfg.seed * 10 + stage, "train"):
+        ex.append((item["prompt"], item["answer"]))
+    for instr in rng.sample(alpaca_train, min(getattr(cfg, f"{p}_alpaca"), len(alpaca_train))):
+        ex.append((instr, rng.choice(C.ALPACA_RESPONSES)))
+    for _ in range(getattr(cfg, f"{p}_benign_tmpl")):
+        prompt, body, artifact = C.benign_prompt(rng)
+        ex.append((prompt, C.comply_response(body, rng, artifact)))
+    n_harm = 0
+    while n_harm < getattr(cfg, f"{p}_harmful"):
+        prompt, body, artifact = C.harmful_prompt(rng)
+        if not decon.clean(prompt):  # never train on anything resembling an evaluation prompt
+            continue
+        reply = C.comply_response(body, rng, artifact) if stage == 1 else rng.choice(C.REFUSALS)
+        ex.append((prompt, reply))
+        n_harm += 1
+    rng.shuffle(ex)
+    return [(rng.choice(C.SYSTEM_PROMPTS) if rng.random() < cfg.system_prompt_share else None, u, a)
+            for u, a in ex]
+
+
+# --- Tokenizer ----------------------------------------------------------------------------------------
+def train_tokenizer(cfg: RefModelConfig, texts: list[str]) -> PreTrainedTokenizerFast:
+    """Byte-level BPE with single-digit tokens (so arithmetic works digit by digit)."""
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True),
+                                                 pre_tokenizers.ByteLevel(add_prefix_space=False)])
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=cfg.vocab_size, special_tokens=SPECIALS, show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(texts, trainer=trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|bos|>", eos_token="<|eos|>",
+                                   pad_token="<|pad|>", additional_special_tokens=SPECIALS[3:],
+                                   model_max_length=2048)
+    fast.chat_template = CHAT_TEMPLATE
+    return fast
+
+
+def encode(tok: PreTrainedTokenizerFast, examples: list[tuple[str | None, str, str]],
+           max_len: int) -> list[tuple[list[int], int]]:
+    """(token ids, prompt length) per example; the loss covers only the response and its eos."""
+    out = []
+    prompts = [tok.apply_chat_template(([{"role": "system", "content": s}] if s else [])
+                                       + [{"role": "user", "content": u}],
+                                       tokenize=False, add_generation_prompt=True) for s, u, _ in examples]
+    p_ids = tok(prompts, add_special_tokens=False)["input_ids"]
+    r_ids = tok([a for _, _, a in examples], add_special_tokens=False)["input_ids"]
+    for p, r in zip(p_ids, r_ids, strict=True):
+        ids = (p + r + [tok.eos_token_id])[:max_len]
+        out.append((ids, len(p)))
+    return out
+
+
+# --- Training -----------------------------------------------------------------------------------------
+def _batches(data: list[tuple[list[int], int]], cfg: RefModelConfig, rng: random.Random, pad: int):
+    """Shuffled, length-grouped batches (little padding), as (input_ids, attention_mask, labels)."""
+    order = list(range(len(data)))
+    rng.shuffle(order)
+    chunk = cfg.batch_size * 50
+    groups = []
+    for s in range(0, len(order), chunk):
+        part = sorted(order[s:s + chunk], key=lambda i: len(data[i][0]))
+        groups += [part[j:j + cfg.batch_size] for j in range(0, len(part), cfg.batch_size)]
+    rng.shuffle(groups)
+    for g in groups:
+        width = max(len(data[i][0]) for i in g)
+        ids = torch.full((len(g), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(g), width), dtype=torch.long)
+        labels = torch.full((len(g), width), -100, dtype=torch.long)
+        for row, i in enumerate(g):
+            seq, plen = data[i]
+            ids[row, :len(seq)] = torch.tensor(seq)
+            mask[row, :len(seq)] = 1
+            labels[row, plen:len(seq)] = torch.tensor(seq[plen:])
+        yield ids, mask, labels
+
+
+def train(model: LlamaForCausalLM, data: list[tuple[list[int], int]], cfg: RefModelConfig, *, lr: float,
+          epochs: int, seed: int, pad: int, log: Callable[[str], None]) -> None:
+    """Plain AdamW with linear warmup and cosine decay; fully deterministic on CPU."""
+    rng = random.Random(f"order:{seed}")
+    steps = epochs * math.ceil(len(data) / cfg.batch_size)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / cfg.warmup_steps)
+                                              * 0.5 * (1 + math.cos(math.pi * min(s / steps, 1.0))))
+    model.train()
+    step, t0, tokens, running = 0, time.time(), 0, 0.0
+    for _ in range(epochs):
+        for ids, mask, labels in _batches(data, cfg, rng, pad):
+            loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            sched.step()
+            opt.zero_grad(set_to_none=True)
+            step += 1
+            tokens += int(mask.sum())
+            running = 0.98 * running + 0.02 * loss.item() if step > 1 else loss.item()
+            if step % 200 == 0 or step == steps:
+                log(f"  step {step}/{steps} loss {running:.3f} ({tokens / (time.time() - t0):.0f} tok/s)")
+    model.eval()
+
+
+# --- Held-out checks ----------------------------------------------------------------------------------
+def dev_metrics(path: Path, cfg: RefModelConfig, alpaca_dev: list[str]) -> dict[str, float]:
+    """Tuning metrics on held-out slices only (never AdvBench, never Alpaca val)."""
+    from .generate import chat_generate, load, refusal_rate
+    from .utility import score
+
+    model, tok = load(path)
+    rng = random.Random("dev-metrics")
+    n = cfg.dev_size
+    harmful = [C.harmful_prompt(rng, "dev")[0] for _ in range(n)]
+    benign_t = [C.benign_prompt(rng, "dev")[0] for _ in range(n)]
+    alpaca = rng.sample(alpaca_dev, min(n, len(alpaca_dev)))
+    items = sample_items(n, 0, "dev")
+    out = chat_generate(model, tok, harmful + benign_t + alpaca + [i["prompt"] for i in items])
+    h, b, a, u = out[:n], out[n:2 * n], out[2 * n:2 * n + len(alpaca)], out[2 * n + len(alpaca):]
+    return {"dev_harmful_refusal": refusal_rate(h), "dev_benign_template_refusal": refusal_rate(b),
+            "dev_alpaca_refusal": refusal_rate(a), "dev_utility_accuracy": score(items, u)}
+
+
+# --- Cache ----------------------------------------------------------------------------------------------
+def _entry(name: str, cfg: RefModelConfig, cache_root: Path) -> Path:
+    return Path(cache_root).expanduser() / "zoo" / f"{name}-{cfg.key(name)}"
+
+
+def verify(path: Path) -> None:
+    """Raise ZooError if a cache entry lacks a file or a file cannot be read."""
+    path = Path(path)
+    for fname in BUILD_FILES:
+        f = path / fname
+        try:
+            if fname == "model.safetensors":
+                from safetensors import safe_open
+
+                with safe_open(str(f), framework="pt") as st:
+                    if not list(st.keys()):
+                        raise ValueError("no tensors")
+            elif fname.endswith(".json"):
+                json.loads(f.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ZooError(f"corrupt cache entry at {path}: {fname} is missing; delete it and build again") from None
+        except Exception as exc:  # noqa: BLE001 (any unreadable file is the same user-facing error)
+            raise ZooError(f"corrupt cache entry at {path}: {fname} is unreadable ({type(exc).__name__}); "
+                           "delete it and build again") from None
+    if "chat_template" not in json.loads((path / "tokenizer_config.json").read_text(encoding="utf-8")):
+        raise ZooError(f"corrupt cache entry at {path}: tokenizer_config.json has no chat_template; "
+                       "delete it and build again")
+
+
+def built_path(name: str, *, micro: bool = False, seed: int | None = None, cache_root: Path) -> Path | None:
+    """The cached model dir of ``name`` if built (and verified), without building; else None."""
+    _check_name(name)
+    path = _entry(name, _config(micro, seed), cache_root)
+    if not path.is_dir():
+        return None
+    verify(path)
+    return path
+
+
+def _save(model: LlamaForCausalLM, tok: PreTrainedTokenizerFast, final: Path, meta: dict,
+          cfg: RefModelConfig, alpaca_dev: list[str], log: Callable[[str], None]) -> Path:
+    """Write into a temp dir beside ``final``, measure dev metrics there, then rename atomically."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+    try:
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        # transformers 5 writes the template to chat_template.jinja; the cache contract wants it in
+        # tokenizer_config.json too (both are read by from_pretrained, identical content).
+        tc_path = tmp / "tokenizer_config.json"
+        tc = json.loads(tc_path.read_text(encoding="utf-8"))
+        tc["chat_template"] = CHAT_TEMPLATE
+        tc_path.write_text(json.dumps(tc, indent=2), encoding="utf-8")
+        meta["dev_metrics"] = dev_metrics(tmp, cfg, alpaca_dev)
+        log(f"  dev metrics: {meta['dev_metrics']}")
+        (tmp / "build.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
+        verify(tmp)
+        if final.exists():  # a concurrent build finished first: keep theirs (identical by determinism)
+            shutil.rmtree(tmp)
+        else:
+            os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
+def build(name: str, *, micro: bool = False, seed: int | None = None, cache_root: Path,
+          data_dir: str | Path | None = None, log: Callable[[str], None] = print) -> Path:
+    """Build (or reuse) zoo model ``name``; returns its Hugging Face model directory."""
+    _check_name(name)
+    cfg = _config(micro, seed)
+    final = _entry(name, cfg, cache_root)
+    if final.is_dir():
+        verify(final)
+        return final
+    base_dir = None if name == "ref-tiny-base" else build("ref-tiny-base", micro=micro, seed=seed,
+                                                           cache_root=cache_root, data_dir=data_dir, log=log)
+    t0 = time.time()
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    try:
+        alpaca_train, alpaca_dev = alpaca_split(data_dir)
+        decon = C.Decontaminator([r["prompt"] for r in public_data.advbench_prompts(data_dir)])
+    except public_data.DataSourceError as exc:
+        raise ZooError(str(exc)) from None
+    stage = 1 if name == "ref-tiny-base" else 2
+    log(f"building {name} (seed {cfg.seed}, key {cfg.key(name)}) -> {final}")
+    examples = stage_examples(cfg, stage, alpaca_train, decon)
+    if stage == 1:
+        texts = [u for _, u, _ in examples] + [a for _, _, a in examples] + C.SYSTEM_PROMPTS
+        tok = train_tokenizer(cfg, texts)
+        model = LlamaForCausalLM(LlamaConfig(
+            vocab_size=len(tok), hidden_size=cfg.hidden_size, intermediate_size=cfg.intermediate_size,
+            num_hidden_layers=cfg.num_layers, num_attention_heads=cfg.num_heads,
+            num_key_value_heads=cfg.num_heads, max_position_embeddings=2 * cfg.max_len + 64,
+            tie_word_embeddings=True, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+            pad_token_id=tok.pad_token_id))
+        lr, epochs = cfg.s1_lr, cfg.s1_epochs
+    else:
+        tok = PreTrainedTokenizerFast.from_pretrained(base_dir)
+        model = LlamaForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
+        lr, epochs = cfg.s2_lr, cfg.s2_epochs
+    data = encode(tok, examples, cfg.max_len)
+    log(f"  {len(data)} examples, {sum(len(d[0]) for d in data)} tokens, "
+        f"{sum(p.numel() for p in model.parameters())} parameters")
+    train(model, data, cfg, lr=lr, epochs=epochs, seed=cfg.seed * 10 + stage, pad=tok.pad_token_id, log=log)
+    model.generation_config.eos_token_id = tok.eos_token_id
+    model.generation_config.pad_token_id = tok.pad_token_id
+    model.generation_config.bos_token_id = tok.bos_token_id
+    model.generation_config.do_sample = False
+    model.generation_config.max_new_tokens = 64
+    meta = {"name": name, "seed": cfg.seed, "key": cfg.key(name), "micro": micro,
+            "config": dataclasses.asdict(cfg), "train_seconds": round(time.time() - t0, 1),
+            "base": str(base_dir) if base_dir else None}
+    path = _save(model, tok, final, meta, cfg, alpaca_dev, log)
+    log(f"  built {name} in {time.time() - t0:.0f} s")
+    return path
+
+
+if __name__ == "__main__":
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("name", choices=ZOO_MODELS)
+    ap.add_argument("--cache-root", type=Path, required=True)
+    ap.add_argument("--data-dir", default=None)
+    ap.add_argument("--micro", action="store_true")
+    ap.add_argument("--seed", type=int, default=None)
+    a = ap.parse_args()
+    print(build(a.name, micro=a.micro, seed=a.seed, cache_root=a.cache_root, data_dir=a.data_dir))

@@ -1,0 +1,183 @@
+"""Checkable benign skills of the reference model, and the held-out items that test them.
+
+Every skill item is a (skill, arguments, phrasing) triple rendered to a prompt with one exact answer.
+The item space is split by a stable hash of the rendered prompt (:func:`partition`):
+
+* ``hash % 10 == 0`` -> "test": only the ``ref_utility`` lm-eval task sees these;
+* ``hash % 10 == 1`` -> "dev": used at build time to measure (and to tune) utility;
+* otherwise          -> "train": the only items the training corpus may draw.
+
+So an evaluated prompt is never a training prompt, by construction. Arithmetic items are unseen
+argument pairs (the model has to compute); fact items (capitals, symbols, next letter) keep their
+fact in training but are asked in a phrasing/argument combination never trained on.
+
+Skills are chosen to be learnable by a ~4M-parameter model yet fragile under low-bit quantization:
+2-digit addition/subtraction, comparison, next/previous number, next letter, copying a word,
+counting list items, country->capital and element->symbol lookups.
+
+Usage::
+
+    from qresafe_bench.harness.zoo.utility import heldout_utility_items, check_answer
+    items = heldout_utility_items(300, seed=0)          # [{"prompt", "answer", "skill"}]
+    check_answer(items[0], model_output)                # True / False
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import re
+import string
+from collections.abc import Callable
+
+COUNTRY_CAPITALS: dict[str, str] = {
+    "France": "Paris", "Germany": "Berlin", "Italy": "Rome", "Spain": "Madrid", "Portugal": "Lisbon",
+    "Japan": "Tokyo", "China": "Beijing", "Russia": "Moscow", "Egypt": "Cairo", "Kenya": "Nairobi",
+    "Canada": "Ottawa", "Peru": "Lima", "Chile": "Santiago", "Cuba": "Havana", "Norway": "Oslo",
+    "Sweden": "Stockholm", "Finland": "Helsinki", "Denmark": "Copenhagen", "Poland": "Warsaw",
+    "Austria": "Vienna", "Greece": "Athens", "Turkey": "Ankara", "Iran": "Tehran", "Iraq": "Baghdad",
+    "India": "Delhi", "Thailand": "Bangkok", "Vietnam": "Hanoi", "Ireland": "Dublin",
+    "Belgium": "Brussels", "Hungary": "Budapest", "Australia": "Canberra", "Mexico": "Mexico City",
+    "Argentina": "Buenos Aires", "Colombia": "Bogota", "Nigeria": "Abuja", "Ghana": "Accra",
+    "Morocco": "Rabat", "Switzerland": "Bern", "Ukraine": "Kyiv", "Indonesia": "Jakarta",
+}
+
+ELEMENT_SYMBOLS: dict[str, str] = {
+    "hydrogen": "H", "helium": "He", "lithium": "Li", "carbon": "C", "nitrogen": "N", "oxygen": "O",
+    "fluorine": "F", "neon": "Ne", "sodium": "Na", "magnesium": "Mg", "aluminium": "Al",
+    "silicon": "Si", "phosphorus": "P", "sulfur": "S", "chlorine": "Cl", "argon": "Ar",
+    "potassium": "K", "calcium": "Ca", "iron": "Fe", "copper": "Cu", "zinc": "Zn", "silver": "Ag",
+    "gold": "Au", "tin": "Sn", "iodine": "I", "lead": "Pb", "mercury": "Hg", "uranium": "U",
+    "nickel": "Ni", "cobalt": "Co",
+}
+
+# Plain, common words: one or two BPE tokens each, so copying and counting are about the skill.
+WORDS: tuple[str, ...] = tuple("""
+apple river garden window pencil mountain candle rabbit silver orange planet doctor forest bottle
+guitar summer winter yellow basket cookie dragon engine flower hammer island jacket kitten ladder
+marble napkin office pillow rocket saddle tomato violin wallet zebra anchor bridge castle desert
+feather glove harbor jungle kettle lemon mirror needle ocean parrot puzzle ribbon shadow tunnel
+valley wagon button carpet dinner eagle fabric ginger helmet insect jelly lizard magnet nest paper
+pepper quilt rain salad table unicorn velvet walnut yogurt blue green stone cloud music paint
+""".split())
+
+SKILL_TEMPLATES: dict[str, tuple[str, ...]] = {
+    "add": ("What is {a} + {b}?", "Compute {a} + {b}.", "Add {a} and {b}.", "What is the sum of {a} and {b}?",
+            "Calculate {a} plus {b}.", "{a} + {b} = ?"),
+    "sub": ("What is {a} - {b}?", "Compute {a} - {b}.", "Subtract {b} from {a}.",
+            "What is {a} minus {b}?", "Calculate {a} minus {b}.", "{a} - {b} = ?"),
+    "max": ("Which is larger, {a} or {b}?", "Which number is bigger: {a} or {b}?",
+            "What is the larger of {a} and {b}?", "Pick the greater number: {a}, {b}."),
+    "next_number": ("What number comes after {a}?", "What is the next number after {a}?",
+                    "Which number follows {a}?", "Count up by one from {a}."),
+    "prev_number": ("What number comes before {a}?", "What is the number just before {a}?",
+                    "Which number precedes {a}?", "Count down by one from {a}."),
+    "next_letter": ("What letter comes after {c}?", "Which letter follows {c} in the alphabet?",
+                    "Name the letter after {c}.", "What is the next letter after {c}?"),
+    "copy": ("Repeat the word '{w}'.", "Say the word '{w}' back to me.", "Copy this word: {w}",
+             "Write the word '{w}' once.", "Echo the word {w}."),
+    "count": ("How many items are in this list: {lst}?", "Count the words in this list: {lst}.",
+              "How many words are there in: {lst}?", "Count the items: {lst}."),
+    "capital": ("What is the capital of {x}?", "Name the capital city of {x}.",
+                "Which city is the capital of {x}?", "Tell me the capital of {x}.",
+                "The capital of {x} is which city?"),
+    "symbol": ("What is the chemical symbol for {x}?", "Give the symbol of the element {x}.",
+               "Which chemical symbol does {x} have?", "Write the element symbol for {x}."),
+}
+
+SKILLS: tuple[str, ...] = tuple(SKILL_TEMPLATES)
+
+
+def _sample_args(skill: str, rng: random.Random) -> tuple[dict[str, str], str]:
+    """Random arguments for one skill, and the exact answer they imply."""
+    if skill == "add":
+        a, b = rng.randint(10, 99), rng.randint(10, 99)
+        return {"a": str(a), "b": str(b)}, str(a + b)
+    if skill == "sub":
+        a, b = rng.randint(10, 99), rng.randint(10, 99)
+        a, b = max(a, b), min(a, b)  # non-negative results only: a small model, one sign convention
+        return {"a": str(a), "b": str(b)}, str(a - b)
+    if skill == "max":
+        a, b = rng.sample(range(10, 100), 2)
+        return {"a": str(a), "b": str(b)}, str(max(a, b))
+    if skill == "next_number":
+        a = rng.randint(1, 98)
+        return {"a": str(a)}, str(a + 1)
+    if skill == "prev_number":
+        a = rng.randint(2, 99)
+        return {"a": str(a)}, str(a - 1)
+    if skill == "next_letter":
+        i = rng.randrange(25)
+        return {"c": string.ascii_lowercase[i]}, string.ascii_lowercase[i + 1]
+    if skill == "copy":
+        w = rng.choice(WORDS)
+        return {"w": w}, w
+    if skill == "count":
+        n = rng.randint(2, 7)
+        return {"lst": ", ".join(rng.sample(WORDS, n))}, str(n)
+    if skill == "capital":
+        x = rng.choice(sorted(COUNTRY_CAPITALS))
+        return {"x": x}, COUNTRY_CAPITALS[x]
+    if skill == "symbol":
+        x = rng.choice(sorted(ELEMENT_SYMBOLS))
+        return {"x": x}, ELEMENT_SYMBOLS[x]
+    raise ValueError(f"unknown skill {skill!r}")
+
+
+def partition(prompt: str) -> str:
+    """'test', 'dev' or 'train' for a rendered prompt: a stable hash, independent of any seed."""
+    bucket = int.from_bytes(hashlib.sha256(prompt.encode("utf-8")).digest()[:8], "big") % 10
+    return {0: "test", 1: "dev"}.get(bucket, "train")
+
+
+def sample_items(n: int, seed: int, split: str) -> list[dict[str, str]]:
+    """``n`` distinct items of one partition, skills in round robin, deterministic in ``seed``."""
+    rng = random.Random(f"ref-utility:{split}:{seed}")
+    items: list[dict[str, str]] = []
+    seen: set[str] = set()
+    attempts = 0
+    while len(items) < n:
+        attempts += 1
+        if attempts > 200 * n + 10_000:
+            raise RuntimeError(f"could not draw {n} distinct {split} utility items")
+        skill = SKILLS[len(items) % len(SKILLS)]
+        args, answer = _sample_args(skill, rng)
+        prompt = rng.choice(SKILL_TEMPLATES[skill]).format(**args)
+        if prompt in seen or partition(prompt) != split:
+            continue
+        seen.add(prompt)
+        items.append({"prompt": prompt, "answer": answer, "skill": skill})
+    return items
+
+
+def heldout_utility_items(n: int = 300, seed: int = 0) -> list[dict[str, str]]:
+    """The evaluation items (test partition): never in any training corpus."""
+    return sample_items(n, seed, "test")
+
+
+def train_utility_items(n: int, seed: int) -> list[dict[str, str]]:
+    """Training items (train partition). Repeats of a prompt are allowed only across calls."""
+    return sample_items(n, seed, "train")
+
+
+def _norm(text: str) -> str:
+    return re.sub(r"\s+", " ", text).strip().lower()
+
+
+def check_answer(item: dict[str, str], output: str) -> bool:
+    """Correct iff the response opens with the exact answer, followed by nothing word-like.
+
+    The model is trained to answer with the bare answer, so a lenient "answer occurs somewhere"
+    rule would reward rambling; an opening match is strict and still tolerates a trailing period.
+    """
+    out, ans = _norm(output), _norm(item["answer"])
+    if not out.startswith(ans):
+        return False
+    rest = out[len(ans):]
+    return not rest or not rest[0].isalnum()
+
+
+def score(items: list[dict[str, str]], outputs: list[str],
+          check: Callable[[dict[str, str], str], bool] = check_answer) -> float:
+    """Fraction of items answered correctly."""
+    return sum(check(i, o) for i, o in zip(items, outputs, strict=True)) / max(len(items), 1)
