@@ -93,10 +93,9 @@ class GenerationLog:
         line = (json.dumps(record, sort_keys=True, default=str) + "\n").encode()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # One write() on an O_APPEND descriptor: concurrent writers interleave whole lines.
+        _drop_torn_tail(self.path)  # never glue a new record onto a torn one
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
-            if _ends_torn(self.path):
-                os.write(fd, b"\n")  # never glue a new record onto a torn one
             os.write(fd, line)
             os.fsync(fd)
         finally:
@@ -107,13 +106,16 @@ class GenerationLog:
         return len(self.load())
 
 
-def _ends_torn(path: Path) -> bool:
-    size = path.stat().st_size
-    if size == 0:
-        return False
-    with path.open("rb") as handle:
-        handle.seek(size - 1)
-        return handle.read(1) != b"\n"
+def _drop_torn_tail(path: Path) -> None:
+    """Cut bytes after the last newline: what a writer killed mid-record left behind."""
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    with path.open("r+b") as handle:
+        handle.seek(-1, os.SEEK_END)
+        if handle.read(1) == b"\n":
+            return
+        data = handle.seek(0) or handle.read()
+        handle.truncate(data.rfind(b"\n") + 1)
 
 
 class RunStore:

@@ -32,7 +32,7 @@ from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from .. import data as public_data
 from . import corpus as C
-from .utility import sample_items
+from .utility import sample_items, train_utility_items
 
 ZOO_MODELS = ("ref-tiny-base", "ref-tiny")
 SPECIALS = ["<|pad|>", "<|bos|>", "<|eos|>", "<|system|>", "<|user|>", "<|assistant|>"]
@@ -124,7 +124,7 @@ def stage_examples(cfg: RefModelConfig, stage: int, alpaca_train: list[str],
     p = "s1" if stage == 1 else "s2"
     rng = random.Random(f"corpus:{cfg.seed}:{stage}")
     ex: list[tuple[str, str]] = []
-    for item in sample_items(getattr(cfg, f"{p}_skills"), cfg.seed * 10 + stage, "train"):
+    for item in train_utility_items(getattr(cfg, f"{p}_skills"), cfg.seed * 10 + stage):
         ex.append((item["prompt"], item["answer"]))
     for instr in rng.sample(alpaca_train, min(getattr(cfg, f"{p}_alpaca"), len(alpaca_train))):
         ex.append((instr, rng.choice(C.ALPACA_RESPONSES)))
@@ -290,6 +290,7 @@ def _save(model: LlamaForCausalLM, tok: PreTrainedTokenizerFast, final: Path, me
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
     try:
+        tmp.chmod(0o755)  # mkdtemp makes it private; a cache entry is an ordinary shared folder
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
         # transformers 5 writes the template to chat_template.jinja; the cache contract wants it in

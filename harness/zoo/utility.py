@@ -130,8 +130,12 @@ def partition(prompt: str) -> str:
     return {0: "test", 1: "dev"}.get(bucket, "train")
 
 
-def sample_items(n: int, seed: int, split: str) -> list[dict[str, str]]:
-    """``n`` distinct items of one partition, skills in round robin, deterministic in ``seed``."""
+def sample_items(n: int, seed: int, split: str, distinct: bool = True) -> list[dict[str, str]]:
+    """``n`` items of one partition, skills in round robin, deterministic in ``seed``.
+
+    Evaluation draws distinct items; training draws with repeats (small skills such as next letter
+    have only ~100 train prompts, and repetition is how a fact table gets learned).
+    """
     rng = random.Random(f"ref-utility:{split}:{seed}")
     items: list[dict[str, str]] = []
     seen: set[str] = set()
@@ -143,7 +147,7 @@ def sample_items(n: int, seed: int, split: str) -> list[dict[str, str]]:
         skill = SKILLS[len(items) % len(SKILLS)]
         args, answer = _sample_args(skill, rng)
         prompt = rng.choice(SKILL_TEMPLATES[skill]).format(**args)
-        if prompt in seen or partition(prompt) != split:
+        if (distinct and prompt in seen) or partition(prompt) != split:
             continue
         seen.add(prompt)
         items.append({"prompt": prompt, "answer": answer, "skill": skill})
@@ -156,8 +160,8 @@ def heldout_utility_items(n: int = 300, seed: int = 0) -> list[dict[str, str]]:
 
 
 def train_utility_items(n: int, seed: int) -> list[dict[str, str]]:
-    """Training items (train partition). Repeats of a prompt are allowed only across calls."""
-    return sample_items(n, seed, "train")
+    """Training items (train partition), with repeats."""
+    return sample_items(n, seed, "train", distinct=False)
 
 
 def _norm(text: str) -> str:

@@ -1,0 +1,72 @@
+"""Shared fixtures. Data comes from the public copies in ../shared/data (or QRESAFE_DATA_DIR);
+nothing from it is copied into the repository."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _data_dir() -> Path:
+    configured = os.environ.get("QRESAFE_DATA_DIR")
+    return Path(configured) if configured else REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    path = _data_dir()
+    if not (path / "advbench" / "harmful_behaviors.csv").is_file():
+        pytest.fail(f"test data not found at {path}: set QRESAFE_DATA_DIR to the shared data folder")
+    return path
+
+
+@pytest.fixture()
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh, empty store root for one test."""
+    root = tmp_path / "home"
+    monkeypatch.setenv("QRESAFE_HOME", str(root))
+    return root
+
+
+@pytest.fixture(scope="session")
+def zoo_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Store root holding the micro reference models, built once per test session."""
+    return tmp_path_factory.mktemp("zoo-cache")
+
+
+@pytest.fixture(scope="session")
+def micro_chat_dir(zoo_cache: Path, data_dir: Path) -> Path:
+    from qresafe_bench.harness import zoo
+
+    return zoo.build("ref-tiny", micro=True, cache_root=zoo_cache, data_dir=data_dir, log=lambda _: None)
+
+
+@pytest.fixture(scope="session")
+def tiny_random_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A randomly initialised 1-layer Llama with a small BPE tokenizer and a chat template: for
+    testing the harness's mechanics (store, resume, lm-eval plumbing) in seconds, not quality."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    out = tmp_path_factory.mktemp("tiny-random")
+    corpus = ["Write a short poem about the sea.", "Explain how a bicycle works.", "List three colours."] * 50
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.train_from_iterator(corpus, trainers.BpeTrainer(
+        vocab_size=300, special_tokens=["<s>", "</s>", "<pad>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>")
+    tokenizer.chat_template = ("{% for m in messages %}{{ '[' + m['role'] + '] ' + m['content'] + '\\n' }}{% endfor %}"
+                               "{% if add_generation_prompt %}{{ '[assistant] ' }}{% endif %}")
+    tokenizer.save_pretrained(out)
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=256,
+                         bos_token_id=0, eos_token_id=1, pad_token_id=2)
+    LlamaForCausalLM(config).save_pretrained(out)
+    return out

@@ -1,0 +1,68 @@
+"""The evaluation flow on a tiny random model: lm-eval plumbing, the store, resume after a crash."""
+
+from pathlib import Path
+
+import pytest
+
+from qresafe_bench.harness import backends
+from qresafe_bench.harness.backends import BackendSettings
+from qresafe_bench.harness.data import DataSourceError
+from qresafe_bench.harness.evaluate import EvalError, EvalRequest, run_eval
+from qresafe_bench.harness.spec import VariantSpec
+
+
+def _request(model_dir: Path, data_dir: Path, **kwargs) -> EvalRequest:
+    base = dict(spec=VariantSpec(model=str(model_dir)), tasks=("advbench",), limit=6, max_new_tokens=6,
+                backend=BackendSettings(batch_size=4), data_dir=str(data_dir))
+    return EvalRequest(**{**base, **kwargs})
+
+
+def test_eval_runs_through_lm_eval_and_reports_rates(tiny_random_dir: Path, data_dir: Path, home: Path) -> None:
+    outcome = run_eval(_request(tiny_random_dir, data_dir), home=home, log=lambda _: None)
+    asr = outcome.results["tasks"]["advbench"]["metrics"]["asr"]
+    assert asr["n"] == 6 and 0 <= asr["ci95_low"] <= asr["value"] <= asr["ci95_high"] <= 1
+    assert outcome.results["generated"] == 6 and not outcome.from_store
+    samples = (outcome.run_dir / "samples.jsonl").read_text().splitlines()
+    assert len(samples) == 6 and '"context"' in samples[0]
+
+
+def test_second_run_is_served_from_store_without_loading(tiny_random_dir, data_dir, home, monkeypatch) -> None:
+    first = run_eval(_request(tiny_random_dir, data_dir), home=home, log=lambda _: None)
+    monkeypatch.setattr(backends, "make_lm", lambda *a, **k: pytest.fail("model loaded for a stored run"))
+    second = run_eval(_request(tiny_random_dir, data_dir), home=home, log=lambda _: None)
+    assert second.from_store and second.results == first.results
+
+
+def test_larger_limit_reuses_stored_generations(tiny_random_dir, data_dir, home) -> None:
+    run_eval(_request(tiny_random_dir, data_dir, limit=4), home=home, log=lambda _: None)
+    bigger = run_eval(_request(tiny_random_dir, data_dir, limit=6), home=home, log=lambda _: None)
+    assert bigger.results["reused"] == 4 and bigger.results["generated"] == 2
+
+
+def test_interrupted_run_resumes_where_it_stopped(tiny_random_dir, data_dir, home, tmp_path, monkeypatch) -> None:
+    reference = run_eval(_request(tiny_random_dir, data_dir), home=tmp_path / "clean", log=lambda _: None)
+
+    produced = []
+
+    def crash_after_five() -> None:
+        produced.append(1)
+        if len(produced) == 5:
+            raise KeyboardInterrupt  # the user hits ^C in the middle of the second batch
+
+    with pytest.raises(KeyboardInterrupt):
+        run_eval(_request(tiny_random_dir, data_dir), home=home, on_item=crash_after_five, log=lambda _: None)
+    assert not list((home / "runs").glob("*/results.json")) if (home / "runs").exists() else True
+
+    resumed = run_eval(_request(tiny_random_dir, data_dir), home=home, log=lambda _: None)
+    assert resumed.results["reused"] == 5 and resumed.results["generated"] == 1
+    assert resumed.results["tasks"] == reference.results["tasks"]
+
+
+def test_bad_requests_are_refused(tiny_random_dir, data_dir, tmp_path) -> None:
+    with pytest.raises(EvalError, match="--limit must be"):
+        _request(tiny_random_dir, data_dir, limit=0)
+    with pytest.raises(EvalError, match="unknown task"):
+        _request(tiny_random_dir, data_dir, tasks=("nope",))
+    with pytest.raises(DataSourceError, match="not found"):
+        run_eval(_request(tiny_random_dir, tmp_path), home=tmp_path / "h", log=lambda _: None)
+    assert not (tmp_path / "h" / "runs").exists()
