@@ -51,12 +51,8 @@ def main() -> None:
         print("interrupted: finished generations are stored; run the same command to resume", file=sys.stderr)
         sys.exit(130)
     except Exception as exc:  # noqa: BLE001 - the one place that turns errors into exit codes
-        import click
-
-        if isinstance(exc, click.exceptions.UsageError):
-            exc.show()
-            sys.exit(2)
-        if isinstance(exc, click.ClickException):
+        if hasattr(exc, "show") and isinstance(getattr(exc, "exit_code", None), int):
+            # Click's own errors (Typer vendors Click, so match the API, not the class): usage -> 2.
             exc.show()
             sys.exit(exc.exit_code)
         if os.environ.get("QRESAFE_DEBUG"):

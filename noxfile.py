@@ -1,0 +1,80 @@
+"""Sessions: `tests` (the CPU suite CI runs), `slow` (full reference-model build and its acceptance
+figures), `reference` (the README's main job), `lint`, and `gpu` (what a GPU runner runs).
+
+    pip install nox && nox -s reference     # build the reference models and evaluate them
+    nox -s tests                            # the test suite
+
+Torch is installed first and pinned by QRESAFE_TORCH (default `torch==2.13.0`, the CPU build this
+project's machines carry): an unpinned torch drags in several GB of CUDA packages. On a GPU runner
+set QRESAFE_TORCH to the CUDA build you want.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import nox
+
+nox.options.sessions = ["tests"]
+nox.options.reuse_existing_virtualenvs = True
+
+REPO = Path(__file__).resolve().parent
+TORCH = os.environ.get("QRESAFE_TORCH", "torch==2.13.0")
+PYTHON = os.environ.get("QRESAFE_PYTHON", None)  # None: the interpreter nox runs under
+
+
+def _env() -> dict[str, str]:
+    """Point the data directory at ../shared/data when the user has not named one."""
+    env = {}
+    shared = REPO.parent / "shared" / "data"
+    if "QRESAFE_DATA_DIR" not in os.environ and shared.is_dir():
+        env["QRESAFE_DATA_DIR"] = str(shared)
+    return env
+
+
+def _install(session: nox.Session, extras: str = "test") -> None:
+    session.install(TORCH)
+    session.install("-e", f".[{extras}]")
+
+
+@nox.session(python=PYTHON)
+def tests(session: nox.Session) -> None:
+    """Fast CPU suite (what CI runs first)."""
+    _install(session)
+    session.run("pytest", "-m", "not slow and not gpu", *session.posargs, env=_env())
+
+
+@nox.session(python=PYTHON)
+def slow(session: nox.Session) -> None:
+    """Full reference-model build and the acceptance figures of the issues (minutes)."""
+    _install(session)
+    session.run("pytest", "-m", "slow and not gpu", *session.posargs, env=_env())
+
+
+@nox.session(python=PYTHON)
+def reference(session: nox.Session) -> None:
+    """Build ref-tiny-base and ref-tiny, then evaluate both: AdvBench ASR, over-refusal, utility."""
+    _install(session)
+    env = _env()
+    for model in ("ref-tiny-base", "ref-tiny"):
+        session.run("qresafe-bench", "zoo", "build", model, env=env)
+        session.run("qresafe-bench", "eval", "--model", model, "--tasks", "advbench,over_refusal,ref_utility",
+                    *session.posargs, env=env)
+
+
+@nox.session(python=PYTHON)
+def lint(session: nox.Session) -> None:
+    session.install("ruff")
+    session.run("ruff", "check", "harness", "qresafe", "tasks", "tests", "noxfile.py")
+
+
+@nox.session(python=PYTHON)
+def gpu(session: nox.Session) -> None:
+    """GPU-only tests (CUDA kernels, vLLM); skipped with a message where no GPU is present."""
+    _install(session, extras="test")
+    probe = session.run("python", "-c", "import torch; print('cuda' if torch.cuda.is_available() else 'none')",
+                        silent=True)
+    if "cuda" not in str(probe):
+        session.skip("no CUDA GPU on this machine: the gpu session runs on GPU runners")
+    session.run("pytest", "-m", "gpu", *session.posargs, env=_env())
