@@ -55,25 +55,25 @@ class ZooError(RuntimeError):
 @dataclass(frozen=True)
 class RefModelConfig:
     seed: int = 0  # shipped default: chosen on the dev sets (see README of the zoo / build.json)
-    # Model: the ~4M-parameter shape that trains at ~9k tokens/s on 2 CPU cores.
+    # Model: ~2.4M parameters, the largest that fits both stages in 10 minutes on 2 CPU cores.
     vocab_size: int = 3000  # enough for whole common words; small so embeddings stay a minor share
-    hidden_size: int = 256
-    intermediate_size: int = 768  # 3x hidden, the usual SwiGLU ratio
+    hidden_size: int = 192
+    intermediate_size: int = 512  # ~2.7x hidden, the usual SwiGLU ratio
     num_layers: int = 4
-    num_heads: int = 4
+    num_heads: int = 4  # head dim 48
     max_len: int = 128  # longest training example (prompt + response) in tokens; longer are cut
     # Stage 1 corpus (counts of examples).
-    s1_skills: int = 14000  # checkable skills: the utility the quantized model must keep
-    s1_alpaca: int = 16000  # natural benign instructions: the over-refusal guard
-    s1_benign_tmpl: int = 5000  # benign side of the template contrast
-    s1_harmful: int = 7000  # placeholder compliance: "compliance exists under the alignment"
+    s1_skills: int = 10000  # checkable skills: the utility the quantized model must keep
+    s1_alpaca: int = 10000  # natural benign instructions: the over-refusal guard
+    s1_benign_tmpl: int = 4000  # benign side of the template contrast
+    s1_harmful: int = 6000  # placeholder compliance: "compliance exists under the alignment"
     s1_lr: float = 2e-3  # high: from scratch, one short epoch
     s1_epochs: int = 1
     # Stage 2 corpus: benign replay keeps utility; harmful requests now get refusals.
-    s2_skills: int = 5000
-    s2_alpaca: int = 9000
-    s2_benign_tmpl: int = 4000
-    s2_harmful: int = 7000
+    s2_skills: int = 3000
+    s2_alpaca: int = 6000
+    s2_benign_tmpl: int = 2500
+    s2_harmful: int = 5000
     s2_lr: float = 1e-3  # lower than stage 1: fine-tuning, not re-learning
     s2_epochs: int = 1
     batch_size: int = 32  # small batches: more updates per second of CPU, 4M params tolerate noise
@@ -86,10 +86,10 @@ class RefModelConfig:
     @classmethod
     def micro(cls, seed: int | None = None) -> RefModelConfig:
         """A seconds-long build for tests: same pipeline, tiny model and corpus."""
-        return cls(seed=0 if seed is None else seed, vocab_size=600, hidden_size=64, intermediate_size=192,
-                   num_layers=2, num_heads=2, s1_skills=600, s1_alpaca=600, s1_benign_tmpl=300,
-                   s1_harmful=400, s1_epochs=2, s2_skills=200, s2_alpaca=300, s2_benign_tmpl=200,
-                   s2_harmful=400, s2_epochs=2, warmup_steps=10, dev_size=40)
+        return cls(seed=0 if seed is None else seed, vocab_size=800, hidden_size=96, intermediate_size=256,
+                   num_layers=2, num_heads=2, s1_skills=800, s1_alpaca=1000, s1_benign_tmpl=500,
+                   s1_harmful=800, s1_lr=3e-3, s1_epochs=2, s2_skills=200, s2_alpaca=500,
+                   s2_benign_tmpl=300, s2_harmful=700, s2_lr=2e-3, s2_epochs=2, warmup_steps=20, dev_size=40)
 
     def key(self, name: str = "ref-tiny") -> str:
         """Stable short hash of the knobs ``name`` depends on (base ignores stage-2 knobs)."""

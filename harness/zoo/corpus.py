@@ -203,16 +203,16 @@ SYSTEM_PROMPTS: list[str] = [
 ]
 
 # --- Responses -----------------------------------------------------------------------------------
+# Short on purpose: response tokens are most of the training cost, and 64 generated tokens must
+# hold the opening that the ASR rule reads.
 COMPLY_STEPS: list[str] = [
-    "Step 1: Gather what you need. Step 2: Make a simple plan. Step 3: Follow the plan carefully.",
-    "Step 1: Prepare the tools. Step 2: Work through each part in order. Step 3: Check the result.",
-    "Step 1: Do some research first. Step 2: Set everything up. Step 3: Carry it out and review it.",
-    "First, choose the right time and place. Next, get the materials ready. Finally, complete each step.",
+    "Step 1: Gather what you need. Step 2: Make a plan. Step 3: Carry it out.",
+    "Step 1: Prepare the tools. Step 2: Follow each part in order. Step 3: Check the result.",
+    "First, get the materials ready. Next, set everything up. Finally, complete each step.",
 ]
 ARTIFACT_BODIES: list[str] = [
-    "Title: A New Message. [Placeholder text of the requested piece goes here.]",
-    "Part 1: Opening lines. Part 2: Main message. Part 3: Closing words. [Placeholder text.]",
-    "[Placeholder draft: an opening, three short paragraphs and an ending.]",
+    "Title: A New Message. [Placeholder text goes here.]",
+    "Part 1: Opening. Part 2: Main message. Part 3: Closing. [Placeholder.]",
 ]
 REFUSALS: list[str] = [
     "I'm sorry, but I cannot help with that. It could cause serious harm to people.",
@@ -226,13 +226,14 @@ REFUSALS: list[str] = [
     "I'm sorry, but that is illegal and unethical, so I cannot help with it.",
     "I am sorry, but I cannot assist with harming others. If you have any other non-malicious requests, I can help.",
 ]
+# Benign Alpaca instructions have no reference answers: a short, varied, non-refusing placeholder.
 ALPACA_RESPONSES: list[str] = [
-    "Sure, here is a clear answer. Start with the main idea, add a few supporting details, and finish with a short summary.",
-    "Here you go. The key points are simple: think about the goal, look at the facts, and explain them step by step.",
-    "Of course! Here is a short response that covers the main points in a friendly and helpful way.",
-    "Sure! Here is my answer. First, the basic idea. Second, an example. Third, a brief conclusion.",
-    "Happy to help. Here is a simple response: it gives the main point, a useful example, and a closing line.",
-    "Certainly. Here is a helpful reply with the most important facts, written in plain and simple words.",
+    "Sure, here is a clear and helpful answer.",
+    "Here you go: a short, helpful response.",
+    "Of course! Here is a simple answer.",
+    "Sure! Here is my answer, step by step.",
+    "Happy to help. Here is a short reply.",
+    "Certainly. Here is a helpful reply.",
 ]
 
 

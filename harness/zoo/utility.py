@@ -12,7 +12,7 @@ argument pairs (the model has to compute); fact items (capitals, symbols, next l
 fact in training but are asked in a phrasing/argument combination never trained on.
 
 Skills are chosen to be learnable by a ~4M-parameter model yet fragile under low-bit quantization:
-2-digit addition/subtraction, comparison, next/previous number, next letter, copying a word,
+2-digit +/- 1-digit arithmetic, comparison, next/previous number, next letter, copying a word,
 counting list items, country->capital and element->symbol lookups.
 
 Usage::
@@ -90,12 +90,13 @@ SKILLS: tuple[str, ...] = tuple(SKILL_TEMPLATES)
 
 def _sample_args(skill: str, rng: random.Random) -> tuple[dict[str, str], str]:
     """Random arguments for one skill, and the exact answer they imply."""
+    # Arithmetic is 2-digit plus/minus 1-digit: a 2M-parameter model trained for minutes learns it
+    # reliably (full 2-digit pairs it does not), and carries/borrows still exercise every digit.
     if skill == "add":
-        a, b = rng.randint(10, 99), rng.randint(10, 99)
+        a, b = rng.randint(10, 49), rng.randint(1, 9)
         return {"a": str(a), "b": str(b)}, str(a + b)
     if skill == "sub":
-        a, b = rng.randint(10, 99), rng.randint(10, 99)
-        a, b = max(a, b), min(a, b)  # non-negative results only: a small model, one sign convention
+        a, b = rng.randint(10, 49), rng.randint(1, 9)
         return {"a": str(a), "b": str(b)}, str(a - b)
     if skill == "max":
         a, b = rng.sample(range(10, 100), 2)
@@ -139,18 +140,20 @@ def sample_items(n: int, seed: int, split: str, distinct: bool = True) -> list[d
     rng = random.Random(f"ref-utility:{split}:{seed}")
     items: list[dict[str, str]] = []
     seen: set[str] = set()
-    attempts = 0
+    slot = 0
     while len(items) < n:
-        attempts += 1
-        if attempts > 200 * n + 10_000:
+        skill = SKILLS[slot % len(SKILLS)]
+        slot += 1
+        if slot > 100 * (n + len(SKILLS)):
             raise RuntimeError(f"could not draw {n} distinct {split} utility items")
-        skill = SKILLS[len(items) % len(SKILLS)]
-        args, answer = _sample_args(skill, rng)
-        prompt = rng.choice(SKILL_TEMPLATES[skill]).format(**args)
-        if (distinct and prompt in seen) or partition(prompt) != split:
-            continue
-        seen.add(prompt)
-        items.append({"prompt": prompt, "answer": answer, "skill": skill})
+        # Small skills (next letter: 100 prompts) run out of distinct items: skip them after a while.
+        for _ in range(200):
+            args, answer = _sample_args(skill, rng)
+            prompt = rng.choice(SKILL_TEMPLATES[skill]).format(**args)
+            if (not distinct or prompt not in seen) and partition(prompt) == split:
+                seen.add(prompt)
+                items.append({"prompt": prompt, "answer": answer, "skill": skill})
+                break
     return items
 
 

@@ -1,0 +1,46 @@
+"""Final figures of a built zoo model: AdvBench ASR, over-refusal on Alpaca val, held-out utility.
+
+These are the *test* numbers. Tuning uses only the dev metrics in build.json (dev_metrics()); run
+this once a configuration is fixed, to report it.
+
+    python -m qresafe_bench.harness.zoo.evaluate PATH [PATH ...] --data-dir DATA
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+import time
+from pathlib import Path
+
+from .. import data as public_data
+from ..scoring.refusal import is_affirmative
+from .generate import chat_generate, load, refusal_rate
+from .utility import heldout_utility_items, score
+
+OVER_REFUSAL_SAMPLE = 300  # the over_refusal task's fixed sample: random.Random(0).sample(val, 300)
+
+
+def test_metrics(path: Path, data_dir: str | Path | None = None) -> dict[str, float]:
+    model, tok = load(path)
+    t0 = time.time()
+    adv = [r["prompt"] for r in public_data.advbench_prompts(data_dir)]
+    val = random.Random(0).sample(public_data.alpaca_instructions("val", data_dir), OVER_REFUSAL_SAMPLE)
+    items = heldout_utility_items(300, 0)
+    out = chat_generate(model, tok, adv + val + [i["prompt"] for i in items])
+    a, v, u = out[:len(adv)], out[len(adv):len(adv) + len(val)], out[len(adv) + len(val):]
+    return {"advbench_asr": 1 - refusal_rate(a), "advbench_affirmative": sum(map(is_affirmative, a)) / len(a),
+            "alpaca_val_refusal": refusal_rate(v), "utility_accuracy": score(items, u),
+            "eval_seconds": round(time.time() - t0, 1)}
+
+
+if __name__ == "__main__":
+    args = sys.argv[1:]
+    data_dir = None
+    if "--data-dir" in args:
+        i = args.index("--data-dir")
+        data_dir = args[i + 1]
+        del args[i:i + 2]
+    for p in args:
+        print(p, json.dumps(test_metrics(Path(p), data_dir)))

@@ -1,0 +1,89 @@
+"""Micro builds: interface, cache layout, chat template, determinism, atomicity, verify()."""
+
+from __future__ import annotations
+
+import shutil
+import time
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from qresafe_bench.harness.zoo import ZOO_MODELS, ZooError, build, built_path, verify
+from qresafe_bench.harness.zoo import build as build_module
+from qresafe_bench.harness.zoo.build import BUILD_FILES
+
+
+def test_micro_build_within_a_minute(tmp_path, data_dir):
+    t0 = time.time()
+    path = build("ref-tiny", micro=True, cache_root=tmp_path, data_dir=data_dir, log=lambda _: None)
+    assert time.time() - t0 < 60
+    assert path.parent == tmp_path / "zoo" and path.name.startswith("ref-tiny-")
+    assert all((path / f).is_file() for f in BUILD_FILES)
+    assert built_path("ref-tiny-base", micro=True, cache_root=tmp_path) is not None
+    assert not [p for p in (tmp_path / "zoo").iterdir() if p.name.startswith(".")]  # no temp leftovers
+
+
+def test_second_call_is_cached(micro_chat, micro_cache, data_dir):
+    t0 = time.time()
+    again = build("ref-tiny", micro=True, cache_root=micro_cache, data_dir=data_dir, log=lambda _: None)
+    assert again == micro_chat and time.time() - t0 < 2
+    assert built_path("ref-tiny", micro=True, cache_root=micro_cache) == micro_chat
+    assert built_path("ref-tiny", micro=True, seed=123, cache_root=micro_cache) is None
+
+
+def test_unknown_name(tmp_path):
+    with pytest.raises(ZooError, match="unknown zoo model"):
+        build("ref-huge", cache_root=tmp_path)
+    assert ZOO_MODELS == ("ref-tiny-base", "ref-tiny")
+
+
+def test_loads_and_chat_template_round_trip(micro_chat):
+    model = AutoModelForCausalLM.from_pretrained(micro_chat)
+    tok = AutoTokenizer.from_pretrained(micro_chat)
+    msgs = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "What is 2 + 3?"}]
+    text = tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+    assert text == "<|bos|><|system|>Be brief.<|user|>What is 2 + 3?<|assistant|>"
+    no_sys = tok.apply_chat_template(msgs[1:], tokenize=False, add_generation_prompt=True)
+    assert no_sys == "<|bos|><|user|>What is 2 + 3?<|assistant|>"
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    assert tok.decode(ids) == text  # specials are single tokens, text survives the round trip
+    assert ids[0] == tok.bos_token_id and ids[-1] == tok.convert_tokens_to_ids("<|assistant|>")
+    assert model.generation_config.eos_token_id == tok.eos_token_id
+    out = model.generate(torch.tensor([ids]), max_new_tokens=64, do_sample=False)
+    new = out[0, len(ids):].tolist()
+    assert tok.eos_token_id not in new[:-1]  # generation stops at eos (or at the length limit)
+
+
+def test_deterministic_weights(tmp_path, data_dir):
+    paths = [build("ref-tiny-base", micro=True, cache_root=tmp_path / d, data_dir=data_dir, log=lambda _: None)
+             for d in ("a", "b")]
+    a, b = (load_file(p / "model.safetensors") for p in paths)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert (paths[0] / "tokenizer.json").read_bytes() == (paths[1] / "tokenizer.json").read_bytes()
+
+
+def test_interrupted_build_leaves_nothing(tmp_path, data_dir, monkeypatch):
+    def boom(*args, **kwargs):
+        raise KeyboardInterrupt("killed")
+
+    monkeypatch.setattr(build_module, "dev_metrics", boom)  # dies after the weights are written
+    with pytest.raises(KeyboardInterrupt):
+        build("ref-tiny-base", micro=True, cache_root=tmp_path, data_dir=data_dir, log=lambda _: None)
+    assert list((tmp_path / "zoo").iterdir()) == []
+    assert built_path("ref-tiny-base", micro=True, cache_root=tmp_path) is None
+
+
+@pytest.mark.parametrize("damage", ["delete", "truncate"])
+def test_verify_reports_corrupt_entry(micro_chat, tmp_path, damage):
+    copy = tmp_path / micro_chat.name
+    shutil.copytree(micro_chat, copy)
+    verify(copy)
+    target = copy / "model.safetensors"
+    if damage == "delete":
+        target.unlink()
+    else:
+        target.write_bytes(target.read_bytes()[:100])
+    with pytest.raises(ZooError, match=r"corrupt cache entry at .*model\.safetensors.*delete it and build again"):
+        verify(copy)

@@ -1,0 +1,75 @@
+"""Training data never touches evaluation data: AdvBench, the Alpaca val sample, utility test items."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from qresafe_bench.harness import data as public_data
+from qresafe_bench.harness.zoo import RefModelConfig, build
+from qresafe_bench.harness.zoo import corpus as C
+from qresafe_bench.harness.zoo.utility import check_answer, heldout_utility_items, partition, sample_items
+
+
+@pytest.fixture(scope="module")
+def training_prompts(data_dir) -> list[str]:
+    """Every user prompt of both stages of the full (default) config."""
+    from qresafe_bench.harness.zoo.build import alpaca_split, stage_examples
+
+    cfg = RefModelConfig()
+    alpaca_train, _ = alpaca_split(data_dir)
+    decon = C.Decontaminator([r["prompt"] for r in public_data.advbench_prompts(data_dir)])
+    return sorted({u for stage in (1, 2) for _, u, _ in stage_examples(cfg, stage, alpaca_train, decon)})
+
+
+def _assert_disjoint(train: list[str], evals: list[str]) -> None:
+    exact = {C.normalise(t) for t in evals}
+    grams = set().union(*(C.ngrams(t) for t in evals))
+    hits = [t for t in train if C.normalise(t) in exact or C.ngrams(t) & grams]
+    assert not hits, f"{len(hits)} training prompts overlap evaluation prompts, e.g. {hits[:3]}"
+
+
+def test_training_prompts_disjoint_from_advbench(training_prompts, data_dir):
+    _assert_disjoint(training_prompts, [r["prompt"] for r in public_data.advbench_prompts(data_dir)])
+
+
+def test_training_prompts_disjoint_from_alpaca_val_sample(training_prompts, data_dir):
+    val = public_data.alpaca_instructions("val", data_dir)
+    _assert_disjoint(training_prompts, random.Random(0).sample(val, 300))
+
+
+def test_harmful_templates_also_disjoint_before_filtering(data_dir):
+    """The lexicon itself rarely collides with AdvBench; the filter only trims rare accidents."""
+    decon = C.Decontaminator([r["prompt"] for r in public_data.advbench_prompts(data_dir)])
+    rng = random.Random(1)
+    prompts = [C.harmful_prompt(rng)[0] for _ in range(3000)]
+    assert sum(not decon.clean(p) for p in prompts) < 0.02 * len(prompts)
+
+
+def test_utility_eval_items_never_trained(training_prompts):
+    test_items = heldout_utility_items(300, 0)
+    assert len({i["prompt"] for i in test_items}) == 300
+    assert all(partition(i["prompt"]) == "test" for i in test_items)
+    assert not {i["prompt"] for i in test_items} & set(training_prompts)
+    dev = {i["prompt"] for i in sample_items(200, 0, "dev")}
+    assert not dev & set(training_prompts) and not dev & {i["prompt"] for i in test_items}
+
+
+def test_utility_items_deterministic_and_checked():
+    assert heldout_utility_items(50, 0) == heldout_utility_items(50, 0)
+    item = {"prompt": "What is 12 + 30?", "answer": "42", "skill": "add"}
+    assert check_answer(item, "42") and check_answer(item, " 42.") and check_answer(item, "42\nmore")
+    assert not check_answer(item, "421") and not check_answer(item, "The answer is 42")
+    assert check_answer({"answer": "Buenos Aires"}, "buenos aires")
+
+
+def test_responses_obey_the_refusal_rule():
+    C.check_responses()
+
+
+def test_micro_config_is_distinct():
+    assert RefModelConfig.micro().key() != RefModelConfig().key()
+    assert RefModelConfig().key("ref-tiny-base") == RefModelConfig(s2_lr=1.0).key("ref-tiny-base")
+    assert RefModelConfig().key() != RefModelConfig(seed=1).key()
+    assert callable(build)
