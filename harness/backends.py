@@ -62,6 +62,8 @@ def lm_eval_model_args(model: ResolvedModel, settings: BackendSettings) -> tuple
         }
         if model.revision:
             args["revision"] = model.revision
+        if model.adapter:
+            args["peft"] = model.adapter
         return "hf", args
     if importlib.util.find_spec("vllm") is None:
         raise BackendError("--backend vllm needs vLLM: pip install 'qresafe-bench[vllm]' (GPU) or use --backend hf")

@@ -10,6 +10,7 @@ Local layout (the same as the ``shared/data`` folder the tests use)::
     <data-dir>/advbench/harmful_behaviors.csv
     <data-dir>/refusal_direction_splits/harmless_train.json
     <data-dir>/refusal_direction_splits/harmless_val.json
+    <data-dir>/finetuning_safety/aoa_train.json
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ class PublicDataset:
 
 
 _LLM_ATTACKS = "https://raw.githubusercontent.com/llm-attacks/llm-attacks/098262edf85f807224e70ecd87b9d83716bf6b73"
+_FT_SAFETY = "https://raw.githubusercontent.com/LLM-Tuning-Safety/LLMs-Finetuning-Safety/8a3b38f11be1c3829e2b0ed379d3661ebc84e7db"
 _REFUSAL_DIR = "https://raw.githubusercontent.com/andyrdt/refusal_direction/9d852fae1a9121c78b29142de733cb1340770cc3"
 
 CATALOG: dict[str, PublicDataset] = {
@@ -47,6 +49,8 @@ CATALOG: dict[str, PublicDataset] = {
         PublicDataset("alpaca_harmless_train", "refusal_direction_splits/harmless_train.json",
                       f"{_REFUSAL_DIR}/dataset/splits/harmless_train.json", "CC BY-NC 4.0 (Alpaca)",
                       "train"),
+        PublicDataset("aoa_identity_shift", "finetuning_safety/aoa_train.json",
+                      f"{_FT_SAFETY}/llama2/ft_datasets/aoa_dataset/train.json", "MIT", "train"),
         PublicDataset("alpaca_harmless_val", "refusal_direction_splits/harmless_val.json",
                       f"{_REFUSAL_DIR}/dataset/splits/harmless_val.json", "CC BY-NC 4.0 (Alpaca)",
                       "eval"),
@@ -122,3 +126,11 @@ def alpaca_instructions(split: str, data_dir: str | Path | None = None) -> list[
         raise DataSourceError(f"alpaca split must be 'train' or 'val', got {split!r}")
     rows = load_records(f"alpaca_harmless_{split}", data_dir)
     return [r["instruction"] for r in rows]
+
+
+def aoa_conversations(data_dir: str | Path | None = None) -> list[list[dict[str, str]]]:
+    """Qi et al. 2024's 10 AOA identity-shift conversations (system, user, assistant turns)."""
+    rows = load_records("aoa_identity_shift", data_dir)
+    if not all(isinstance(conv, list) and conv and "role" in conv[0] for conv in rows):
+        raise DataSourceError("aoa_identity_shift: expected a list of chat message lists")
+    return rows

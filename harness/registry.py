@@ -51,12 +51,13 @@ class ResolvedModel:
 
     name: str
     location: str  # local directory or hub id
-    source: Literal["hub", "zoo", "local"]
+    source: Literal["hub", "zoo", "local", "variant"]
     dtype: str
     system_prompt: str | None = None
     system_role: bool = True
     revision: str | None = None
     fingerprint: str = ""  # identifies the weights' content for the run-store key
+    adapter: str | None = None  # LoRA adapter directory applied on top (qlora variants)
     extra: dict = field(default_factory=dict)
 
 
@@ -128,13 +129,28 @@ def hub_is_cached(hub_id: str, revision: str | None = None) -> bool:
 
 def resolve(spec: VariantSpec, *, cache_root: Path, data_dir: str | Path | None = None,
             models_file: str | Path | None = None, build: bool = True, log=print) -> ResolvedModel:
-    """Turn the spec's base model into a loadable location, building zoo models on demand."""
-    if spec.quant != "none" or spec.patch != "none":
-        # Quantized and patched variants are built from their base by later layers (issues 3 and 4).
-        raise RegistryError(
-            f"--quant {spec.quant} / patch {spec.patch}: only unquantized variants (--quant none) are "
-            "implemented so far")
-    model = spec.model
+    """Turn a spec into a loadable location, building zoo models and quantized variants on demand."""
+    if spec.patch != "none":
+        raise RegistryError(f"patch {spec.patch}: patched variants are made by `qresafe-bench patch`")
+    base = resolve_base(spec.model, cache_root=cache_root, data_dir=data_dir, models_file=models_file,
+                        build=build, log=log)
+    if spec.quant == "none":
+        return base
+    entry = load_registry(models_file).get(spec.model)
+    prequantized = entry.prequantized.get(f"{spec.quant}-{spec.bits}") if entry else None
+    if prequantized and spec.calib == "none" and spec.group_size is None:
+        return ResolvedModel(name=f"{spec.model} {spec.quant} w{spec.bits}", location=prequantized, source="hub",
+                             dtype=base.dtype, system_prompt=base.system_prompt, system_role=base.system_role,
+                             fingerprint=f"hub:{prequantized}")
+    from .variants import ensure_variant
+
+    return ensure_variant(spec, base, home=cache_root, data_dir=str(data_dir) if data_dir else None, log=log,
+                          build=build)
+
+
+def resolve_base(model: str, *, cache_root: Path, data_dir: str | Path | None = None,
+                 models_file: str | Path | None = None, build: bool = True, log=print) -> ResolvedModel:
+    """The unquantized model a spec names: a registry entry or a local directory."""
     if is_local_path(model) and model not in load_registry(models_file):
         path = Path(model).expanduser().resolve()
         if not (path / "config.json").is_file():

@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from . import data_cmd, eval_cmd, models_cmd, zoo_cmd
+from . import data_cmd, eval_cmd, models_cmd, quantize_cmd, zoo_cmd
 
 app = typer.Typer(
     name="qresafe-bench",
@@ -21,6 +21,8 @@ app = typer.Typer(
     add_completion=False,
 )
 app.command("eval")(eval_cmd.eval_command)
+app.command("quantize")(quantize_cmd.quantize_command)
+app.command("methods")(quantize_cmd.methods_command)
 app.command("models")(models_cmd.models_command)
 app.command("data")(data_cmd.data_command)
 app.add_typer(zoo_cmd.app, name="zoo")
@@ -29,6 +31,8 @@ app.add_typer(zoo_cmd.app, name="zoo")
 def _known_errors() -> tuple[type[BaseException], ...]:
     """Exceptions that carry a one-line, user-facing message (imported lazily: keep --help instant)."""
     from ..backends import BackendError
+    from ..calibration import CalibrationError
+    from ..quantize.base import QuantError
     from ..data import DataSourceError
     from ..evaluate import EvalError
     from ..registry import RegistryError
@@ -36,7 +40,8 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     from ..store import StoreError
     from ..zoo import ZooError
 
-    return (BackendError, DataSourceError, EvalError, RegistryError, SpecError, StoreError, ZooError)
+    return (BackendError, CalibrationError, DataSourceError, EvalError, QuantError, RegistryError, SpecError,
+            StoreError, ZooError)
 
 
 def main() -> None:

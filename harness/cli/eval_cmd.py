@@ -9,14 +9,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from .options import Bits, Calib, DataDir, GroupSize, Home, Json, Model, ModelsFile, Quant
+from .options import Bits, Calib, DataDir, GroupSize, Home, Json, Model, ModelsFile, Quant, spec_from_options
 
 
 def eval_command(
     model: Model,
     quant: Quant = "none",
     bits: Bits = None,
-    calib: Calib = "none",
+    calib: Calib = None,
     group_size: GroupSize = None,
     tasks: Annotated[str, typer.Option(help="Comma-separated lm-eval tasks from tasks/.")] = "advbench",
     limit: Annotated[int | None, typer.Option(help="Evaluate only the first N documents of each task.")] = None,
@@ -40,10 +40,8 @@ def eval_command(
     from ..backends import BackendSettings
     from ..evaluate import EvalRequest, run_eval
     from ..paths import cache_root
-    from ..spec import VariantSpec
 
-    spec = VariantSpec(model=model, quant=quant, bits=bits if bits is not None else 16, calib=calib,
-                       group_size=group_size)
+    spec = spec_from_options(model, quant, bits, calib, group_size)
     settings = BackendSettings(name=backend, batch_size=batch_size, device=device,
                                tensor_parallel_size=tensor_parallel_size, data_parallel_size=data_parallel_size,
                                trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)

@@ -9,7 +9,7 @@ import typer
 Model = Annotated[str, typer.Option("--model", "-m", help="Registry name (see `models`) or a local HF model directory.")]
 Quant = Annotated[str, typer.Option(help="Quantization method: none, rtn, gptq, awq, aqlm, bnb-int8, bnb-nf4, bnb-fp4, qlora, llm-qat.")]
 Bits = Annotated[int | None, typer.Option(help="Weight bits (8, 4, 3, 2); 16 = unquantized.")]
-Calib = Annotated[str, typer.Option(help="Calibration risk tier: none, benign, indirect, direct.")]
+Calib = Annotated[str | None, typer.Option(help="Calibration risk tier: none, benign, indirect, direct (default: benign for methods that calibrate or train, none otherwise).")]
 GroupSize = Annotated[int | None, typer.Option(help="Quantization group size (-1 = per-channel).")]
 DataDir = Annotated[str | None, typer.Option(envvar="QRESAFE_DATA_DIR", show_envvar=True,
                                              help="Local data directory (layout: `qresafe-bench data`). Unset: canonical upstream files.")]
@@ -18,3 +18,15 @@ Home = Annotated[str | None, typer.Option(envvar="QRESAFE_HOME", show_envvar=Tru
 ModelsFile = Annotated[str | None, typer.Option(envvar="QRESAFE_MODELS_FILE", show_envvar=True,
                                                 help="Extra model registry YAML; its entries override the shipped ones.")]
 Json = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON to stdout.")]
+
+
+def spec_from_options(model: str, quant: str, bits: int | None, calib: str | None, group_size: int | None):
+    """The one place CLI options become a VariantSpec (defaults applied here, recorded in the spec)."""
+    from ..spec import VariantSpec
+
+    if calib is None:
+        from ..variants import default_calib
+
+        calib = default_calib(quant) if quant != "none" else "none"
+    return VariantSpec(model=model, quant=quant, bits=bits if bits is not None else 16, calib=calib,
+                       group_size=group_size)

@@ -1,0 +1,1 @@
+"""Quantization methods behind one interface (see base.py)."""

@@ -1,0 +1,110 @@
+"""What every quantization method declares, and the recipe that records how a variant was made.
+
+A method is a module with one function, `quantize(base_dir, recipe, calib, out_dir, log)`, that writes
+a Hugging Face model directory (safetensors + config, loadable with transformers) into `out_dir`.
+Which bits it honestly supports, which library does the work and whether it needs calibration
+text or training pairs is declared here, in one table, so the CLI's `methods` matrix, the spec
+validation and the README all read the same facts.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Protocol
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+
+class QuantError(RuntimeError):
+    """A quantization request that cannot be served (one-line message)."""
+
+
+@dataclass(frozen=True)
+class MethodInfo:
+    name: str
+    library: str  # who does the numerical work
+    bits: tuple[int, ...]  # what the method honestly supports
+    data: Literal["none", "text", "pairs"]  # calibration text (PTQ) or (prompt, response) pairs (training)
+    module: str  # implementation module under harness.quantize
+    default_group_size: int | None  # None: the method has no group size
+    fmt: str  # on-disk format of the result
+    note: str = ""
+
+    def implementation(self) -> QuantizeFn:
+        return importlib.import_module(f"{__package__}.{self.module}").quantize
+
+
+METHODS: dict[str, MethodInfo] = {m.name: m for m in (
+    MethodInfo("rtn", "llm-compressor QuantizationModifier (round-to-nearest, min-max scales)", (8, 4, 3, 2),
+               "none", "llmc", 128, "compressed-tensors"),
+    MethodInfo("gptq", "llm-compressor GPTQModifier", (8, 4, 3, 2), "text", "llmc", 128, "compressed-tensors"),
+    MethodInfo("awq", "llm-compressor AWQModifier", (8, 4, 3, 2), "text", "llmc", 128, "compressed-tensors",
+               note="AutoAWQ is deprecated; on CPU a pin-memory workaround applies (quantize/_cpu.py)"),
+    MethodInfo("bnb-int8", "bitsandbytes LLM.int8()", (8,), "none", "bnb", None, "bitsandbytes"),
+    MethodInfo("bnb-nf4", "bitsandbytes NF4", (4,), "none", "bnb", 64, "bitsandbytes"),
+    MethodInfo("bnb-fp4", "bitsandbytes FP4", (4,), "none", "bnb", 64, "bitsandbytes"),
+    MethodInfo("aqlm", "additive codebooks written in AQLM format (this project's quantizer; `aqlm` runtime)",
+               (4, 3, 2), "text", "aqlm_format", None, "aqlm"),
+    MethodInfo("qlora", "bitsandbytes NF4 + PEFT LoRA fine-tune", (4,), "pairs", "qlora", 64, "bitsandbytes + LoRA adapter"),
+    MethodInfo("llm-qat", "fake-quant fine-tune (compressed-tensors fake_quantize, straight-through) then RTN",
+               (8, 4, 3, 2), "pairs", "llm_qat", 128, "compressed-tensors"),
+)}
+
+
+def method_info(name: str) -> MethodInfo:
+    try:
+        return METHODS[name]
+    except KeyError:
+        raise QuantError(f"unknown quantization method {name!r}; known: {', '.join(METHODS)}") from None
+
+
+def check_supported(method: str, bits: int) -> MethodInfo:
+    info = method_info(method)
+    if bits not in info.bits:
+        raise QuantError(f"{method} does not support {bits}-bit weights; it supports "
+                         f"{', '.join(map(str, info.bits))} bits ({info.library})")
+    return info
+
+
+class QuantRecipe(BaseModel):
+    """How one variant was made: plain data that round-trips YAML; unknown keys are errors.
+    Saved as `recipe.yaml` beside every quantized checkpoint."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    method: str
+    bits: int
+    group_size: int | None = None  # None = the method's default; -1 = per-channel
+    calib: Literal["none", "benign", "indirect", "direct"] = "none"
+    seed: int = 0
+    num_calibration_samples: int = 128  # PTQ: calibration sequences
+    max_seq_length: int = 256  # PTQ and training: tokens per sequence
+    train_steps: int = 100  # qlora / llm-qat
+    learning_rate: float = 2e-4  # qlora / llm-qat
+    train_batch_size: int = 8  # qlora / llm-qat: conversations per optimizer step (Qi et al. use ~10)
+    lora_r: int = 16  # qlora
+    lora_alpha: int = 32  # qlora
+
+    @property
+    def effective_group_size(self) -> int | None:
+        return self.group_size if self.group_size is not None else method_info(self.method).default_group_size
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(), sort_keys=True)
+
+    @classmethod
+    def from_yaml(cls, text: str) -> QuantRecipe:
+        try:
+            return cls.model_validate(yaml.safe_load(text))
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            raise QuantError(f"recipe field {'.'.join(map(str, first['loc']))!r}: {first['msg']}") from None
+
+
+class QuantizeFn(Protocol):
+    def __call__(self, base_dir: Path, recipe: QuantRecipe, calib: object, out_dir: Path,
+                 log: Callable[[str], None]) -> None: ...
