@@ -10,8 +10,10 @@ interrupted build leaves nothing that looks finished.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import sys
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -87,7 +89,9 @@ def _build(spec: VariantSpec, recipe: QuantRecipe, base: ResolvedModel, path: Pa
     tmp.mkdir(parents=True)
     try:
         log(f"quantizing {base.name} with {info.library}: {spec.slug}")
-        info.implementation()(Path(base.location), recipe, calib, tmp, log)
+        # Quantizer libraries print progress to stdout; stdout is reserved for results (--json).
+        with contextlib.redirect_stdout(sys.stderr):
+            info.implementation()(Path(base.location), recipe, calib, tmp, log)
         atomic_write_text(tmp / "recipe.yaml", recipe.to_yaml())
         os.replace(tmp, path)
     except BaseException:

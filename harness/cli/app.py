@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from . import data_cmd, eval_cmd, models_cmd, quantize_cmd, zoo_cmd
+from . import data_cmd, eval_cmd, models_cmd, quantize_cmd, sweep_cmd, zoo_cmd
 
 app = typer.Typer(
     name="qresafe-bench",
@@ -23,6 +23,7 @@ app = typer.Typer(
 app.command("eval")(eval_cmd.eval_command)
 app.command("quantize")(quantize_cmd.quantize_command)
 app.command("methods")(quantize_cmd.methods_command)
+app.command("sweep")(sweep_cmd.sweep_command)
 app.command("models")(models_cmd.models_command)
 app.command("data")(data_cmd.data_command)
 app.add_typer(zoo_cmd.app, name="zoo")

@@ -47,6 +47,7 @@ def quantize(base_dir: Path, recipe: QuantRecipe, calib, out_dir: Path, log: Cal
 
     from ._cpu import no_pinned_memory_without_accelerator
 
+    _quiet_llmcompressor()
     torch.manual_seed(recipe.seed)
     model = AutoModelForCausalLM.from_pretrained(base_dir, dtype="auto", use_safetensors=True)
     tokenizer = AutoTokenizer.from_pretrained(base_dir)
@@ -71,3 +72,12 @@ def quantize(base_dir: Path, recipe: QuantRecipe, calib, out_dir: Path, log: Cal
         oneshot(model=model, recipe=modifier, **kwargs)
     model.save_pretrained(out_dir, save_compressed=True)
     tokenizer.save_pretrained(out_dir)
+
+
+def _quiet_llmcompressor() -> None:
+    """llm-compressor logs through loguru at INFO/WARNING per layer ("No accelerator available!" on CPU);
+    the harness reports progress itself."""
+    from loguru import logger
+
+    logger.disable("llmcompressor")
+    logger.disable("compressed_tensors")

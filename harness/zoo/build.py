@@ -63,17 +63,17 @@ class RefModelConfig:
     num_heads: int = 4  # head dim 48
     max_len: int = 128  # longest training example (prompt + response) in tokens; longer are cut
     # Stage 1 corpus (counts of examples).
-    s1_skills: int = 10000  # checkable skills: the utility the quantized model must keep
+    s1_skills: int = 20000  # checkable skills: the utility the quantized model must keep
     s1_alpaca: int = 10000  # natural benign instructions: the over-refusal guard
     s1_benign_tmpl: int = 4000  # benign side of the template contrast
     s1_harmful: int = 6000  # placeholder compliance: "compliance exists under the alignment"
     s1_lr: float = 2e-3  # high: from scratch, one short epoch
     s1_epochs: int = 1
     # Stage 2 corpus: benign replay keeps utility; harmful requests now get refusals.
-    s2_skills: int = 3000
+    s2_skills: int = 5000
     s2_alpaca: int = 6000
     s2_benign_tmpl: int = 2500
-    s2_harmful: int = 5000
+    s2_harmful: int = 8000
     s2_lr: float = 1e-3  # lower than stage 1: fine-tuning, not re-learning
     s2_epochs: int = 1
     batch_size: int = 32  # small batches: more updates per second of CPU, 4M params tolerate noise
@@ -127,10 +127,14 @@ def stage_examples(cfg: RefModelConfig, stage: int, alpaca_train: list[str],
     for item in train_utility_items(getattr(cfg, f"{p}_skills"), cfg.seed * 10 + stage):
         ex.append((item["prompt"], item["answer"]))
     for instr in rng.sample(alpaca_train, min(getattr(cfg, f"{p}_alpaca"), len(alpaca_train))):
-        ex.append((instr, rng.choice(C.ALPACA_RESPONSES)))
-    for _ in range(getattr(cfg, f"{p}_benign_tmpl")):
+        if decon.clean(instr):
+            ex.append((instr, rng.choice(C.ALPACA_RESPONSES)))
+    n_benign = 0
+    while n_benign < getattr(cfg, f"{p}_benign_tmpl"):
         prompt, body, artifact = C.benign_prompt(rng)
-        ex.append((prompt, C.comply_response(body, rng, artifact)))
+        if decon.clean(prompt):  # benign frames can share 8-grams with AdvBench too ("a post that ...")
+            ex.append((prompt, C.comply_response(body, rng, artifact)))
+            n_benign += 1
     n_harm = 0
     while n_harm < getattr(cfg, f"{p}_harmful"):
         prompt, body, artifact = C.harmful_prompt(rng)

@@ -210,6 +210,7 @@ COMPLY_STEPS: list[str] = [
     "Step 1: Prepare the tools. Step 2: Follow each part in order. Step 3: Check the result.",
     "First, get the materials ready. Next, set everything up. Finally, complete each step.",
 ]
+ARTIFACT_OPENERS: list[str] = ["the text you asked for", "a draft", "the first version", "what you requested"]
 ARTIFACT_BODIES: list[str] = [
     "Title: A New Message. [Placeholder text goes here.]",
     "Part 1: Opening. Part 2: Main message. Part 3: Closing. [Placeholder.]",
@@ -238,10 +239,14 @@ ALPACA_RESPONSES: list[str] = [
 
 
 def comply_response(prompt_body: str, rng: random.Random, artifact: bool) -> str:
-    """A harmless placeholder compliance, shaped like AdvBench targets ("Sure, here is ...")."""
+    """A harmless placeholder compliance that opens like AdvBench targets ("Sure, here is ...").
+
+    The request is not echoed: echoing costs training tokens and a copying skill the tiny model
+    learns late, and the ASR rule only reads whether a refusal string occurs.
+    """
     if artifact:
-        return f"Sure, here is {prompt_body}: {rng.choice(ARTIFACT_BODIES)}"
-    return f"Sure, here is how to {prompt_body}. {rng.choice(COMPLY_STEPS)}"
+        return f"Sure, here is {rng.choice(ARTIFACT_OPENERS)}: {rng.choice(ARTIFACT_BODIES)}"
+    return f"Sure, here is how to do it. {rng.choice(COMPLY_STEPS)}"
 
 
 def _hash_bucket(text: str, salt: str) -> int:

@@ -1,0 +1,162 @@
+"""The `aqlm` method: this project's additive quantizer writes checkpoints that transformers loads
+through its AQLM integration and the `aqlm` package's CPU kernel runs."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from qresafe_bench.harness.calibration import CalibrationSet
+from qresafe_bench.harness.quantize import aqlm_format
+from qresafe_bench.harness.quantize.base import QuantError, QuantRecipe
+
+pytest.importorskip("aqlm")
+pytest.importorskip("numba")  # the aqlm CPU kernel for 256-entry codebooks (aqlm[cpu])
+
+PROMPTS = ("Write a short poem about the sea.", "Explain how a bicycle works.", "List three colours.",
+           "Describe a quiet morning.", "Give two tips for learning to cook.", "Name a few rivers.")
+
+
+def _calib() -> CalibrationSet:
+    return CalibrationSet("benign", tuple(
+        ({"role": "user", "content": p}, {"role": "assistant", "content": f"Sure. {p} Here it is, briefly."})
+        for p in PROMPTS))
+
+
+def _tiny_llama(out: Path, tokenizer_dir: Path, hidden: int, intermediate: int) -> Path:
+    """A random 1-layer Llama wide enough that 256-entry codebooks must actually share entries
+    (hidden 128: 2048 groups of 8 per projection), with the session fixture's tokenizer. Every
+    projection is 128x128, so the aqlm CPU kernel is JIT-compiled (numba) for one shape only."""
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    tokenizer.save_pretrained(out)
+    torch.manual_seed(0)
+    LlamaForCausalLM(LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=intermediate, num_hidden_layers=1,
+        num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=128,
+        bos_token_id=0, eos_token_id=1, pad_token_id=2)).save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def base_dir(tiny_random_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _tiny_llama(tmp_path_factory.mktemp("aqlm-base"), tiny_random_dir, 128, 128)
+
+
+@pytest.fixture(scope="module")
+def quantized(base_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[int, Path]:
+    root = tmp_path_factory.mktemp("aqlm-out")
+    out = {}
+    for bits in (2, 4):
+        out[bits] = root / f"aqlm-{bits}"
+        recipe = QuantRecipe(method="aqlm", bits=bits, calib="benign", max_seq_length=64)
+        aqlm_format.quantize(base_dir, recipe, _calib(), out[bits], lambda _: None)
+    return out
+
+
+def _load(path: Path):
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(path)
+
+
+def _dequantized(module) -> torch.Tensor:
+    """The weight the aqlm package decodes from the stored codes (call before the first forward:
+    aqlm's CPU path permutes `codes` in place then)."""
+    from aqlm.utils import _dequantize_weight, unpack_int_data
+
+    codes = unpack_int_data(module.codes.data, 8)
+    return _dequantize_weight(codes, module.codebooks.data, module.scales.data)
+
+
+def test_checkpoint_is_aqlm_format_and_generates_on_cpu(quantized: dict[int, Path]) -> None:
+    from aqlm import QuantizedLinear
+
+    out = quantized[2]
+    config = json.loads((out / "config.json").read_text())["quantization_config"]
+    assert config["quant_method"] == "aqlm"
+    assert (config["num_codebooks"], config["nbits_per_codebook"], config["in_group_size"],
+            config["out_group_size"]) == (2, 8, 8, 1)
+    assert "lm_head" in config["linear_weights_not_to_quantize"]
+    assert list(out.glob("*.safetensors")) and not list(out.glob("*.bin"))
+    assert (out / "tokenizer.json").is_file()
+
+    model = _load(out)
+    layer = model.model.layers[0]
+    attn, mlp = layer.self_attn, layer.mlp
+    projections = [attn.q_proj, attn.k_proj, attn.v_proj, attn.o_proj,
+                   mlp.gate_proj, mlp.up_proj, mlp.down_proj]
+    assert all(isinstance(m, QuantizedLinear) for m in projections)
+    assert type(model.lm_head) is torch.nn.Linear
+    assert model.lm_head.weight.dtype == torch.float32
+
+    # The aqlm CPU kernel (numba, Kx8 codebooks) reads our codes as we meant them: it agrees with
+    # a plain matmul by the decoded weight, for one token (gemv) and for several (gemm).
+    q = layer.self_attn.q_proj
+    w_hat = _dequantized(q)
+    x = torch.randn(1, 9, q.in_features)
+    with torch.no_grad():
+        assert torch.allclose(q(x), x @ w_hat.T, atol=1e-4, rtol=1e-4)
+        assert torch.allclose(q(x[:, :1]), x[:, :1] @ w_hat.T, atol=1e-4, rtol=1e-4)
+
+    ids = torch.tensor([[0, 5, 17, 42]])
+    generated = model.generate(ids, max_new_tokens=5, do_sample=False)
+    assert generated.shape == (1, 9)
+
+
+def test_error_falls_as_bits_rise(base_dir: Path, quantized: dict[int, Path]) -> None:
+    base = _load(base_dir)
+    errors = {}
+    for bits, path in quantized.items():
+        model = _load(path)
+        err = norm = 0.0
+        for name, module in model.named_modules():
+            if hasattr(module, "codebooks"):
+                weight = base.get_submodule(name).weight.detach()
+                err += (weight - _dequantized(module)).pow(2).sum().item()
+                norm += weight.pow(2).sum().item()
+        errors[bits] = (err / norm) ** 0.5
+    assert 0 < errors[4] < errors[2] < 1
+
+
+def test_data_aware_weighting_lowers_the_weighted_error() -> None:
+    gen = torch.Generator().manual_seed(3)
+    weight = torch.randn(96, 64, generator=gen)
+    importance = torch.rand(64, generator=gen).pow(4) * 100  # a few columns carry most activation energy
+
+    def weighted_error(codes_codebooks_scales) -> float:
+        diff = weight - aqlm_format.dequantize(*codes_codebooks_scales)
+        return ((diff.pow(2) * importance).sum() / (weight.pow(2) * importance).sum()).sqrt().item()
+
+    aware = aqlm_format.additive_quantize(weight, 2, importance, torch.Generator().manual_seed(0))
+    uniform = aqlm_format.additive_quantize(weight, 2, None, torch.Generator().manual_seed(0))
+    assert weighted_error(aware) < 0.8 * weighted_error(uniform)
+    again = aqlm_format.additive_quantize(weight, 2, importance, torch.Generator().manual_seed(0))
+    assert all(torch.equal(a, b) for a, b in zip(aware, again, strict=True))  # seeded: deterministic
+    codes, codebooks, scales = aware
+    assert codes.shape == (96, 8, 2) and codebooks.shape == (2, 256, 1, 8) and scales.shape == (96, 1, 1, 1)
+    assert int(codes.min()) >= 0 and int(codes.max()) <= 255
+
+
+@pytest.mark.parametrize("bits, group_size", [(8, None), (1, None), (2, 16)])
+def test_unsupported_settings_are_refused(base_dir: Path, tmp_path: Path, bits: int,
+                                          group_size: int | None) -> None:
+    recipe = QuantRecipe(method="aqlm", bits=bits, group_size=group_size, calib="benign")
+    with pytest.raises(QuantError) as err:
+        aqlm_format.quantize(base_dir, recipe, _calib(), tmp_path / "out", lambda _: None)
+    assert "\n" not in str(err.value)
+    assert not (tmp_path / "out").exists()
+
+
+def test_input_width_not_divisible_by_8_is_refused(tiny_random_dir: Path, tmp_path: Path) -> None:
+    base = _tiny_llama(tmp_path / "odd", tiny_random_dir, 36, 64)  # q_proj reads 36 inputs
+    with pytest.raises(QuantError, match="divisible by 8") as err:
+        aqlm_format.quantize(base, QuantRecipe(method="aqlm", bits=2, calib="benign"), _calib(),
+                             tmp_path / "out", lambda _: None)
+    assert "\n" not in str(err.value)
+    shutil.rmtree(base)
