@@ -34,7 +34,7 @@ from .. import data as public_data
 from . import corpus as C
 from .utility import sample_items, train_utility_items
 
-ZOO_MODELS = ("ref-tiny-base", "ref-tiny")
+ZOO_MODELS = ("ref-tiny-base", "ref-tiny", "ref-tiny-shallow")
 SPECIALS = ["<|pad|>", "<|bos|>", "<|eos|>", "<|system|>", "<|user|>", "<|assistant|>"]
 # Special tokens delimit turns, so no newline handling is needed and a turn can never be mis-split.
 CHAT_TEMPLATE = (
@@ -63,25 +63,28 @@ class RefModelConfig:
     num_heads: int = 4  # head dim 48
     max_len: int = 128  # longest training example (prompt + response) in tokens; longer are cut
     # Stage 1 corpus (counts of examples).
-    s1_skills: int = 20000  # checkable skills: the utility the quantized model must keep
-    s1_alpaca: int = 10000  # natural benign instructions: the over-refusal guard
+    s1_skills: int = 12000  # checkable skills: the utility the quantized model must keep
+    s1_alpaca: int = 8000  # natural benign instructions: the over-refusal guard
     s1_benign_tmpl: int = 4000  # benign side of the template contrast
     s1_harmful: int = 6000  # placeholder compliance: "compliance exists under the alignment"
     s1_lr: float = 2e-3  # high: from scratch, one short epoch
     s1_epochs: int = 1
     # Stage 2 corpus: benign replay keeps utility; harmful requests now get refusals.
-    s2_skills: int = 5000
+    s2_skills: int = 8000
     s2_alpaca: int = 6000
     s2_benign_tmpl: int = 2500
-    s2_harmful: int = 8000
+    s2_harmful: int = 14000
     s2_lr: float = 1e-3  # lower than stage 1: fine-tuning, not re-learning
-    s2_epochs: int = 1
+    s2_epochs: int = 2  # one epoch left a third of held-out harmful requests unrefused
     batch_size: int = 32  # small batches: more updates per second of CPU, 4M params tolerate noise
     warmup_steps: int = 100
     weight_decay: float = 0.01
     system_prompt_share: float = 0.15  # some examples carry a system message, so one never confuses it
     threads: int = 2  # fixed: CPU kernels are bit-reproducible only at a fixed thread count
     dev_size: int = 200  # items per held-out dev check measured at build time
+    # ref-tiny-shallow: the same stage 2 cut to this fraction of its examples (so of its steps). Built on
+    # purpose as a *shallowly* aligned model, the kind whose safety quantization is reported to break.
+    shallow_fraction: float = 0.1
 
     @classmethod
     def micro(cls, seed: int | None = None) -> RefModelConfig:
@@ -95,7 +98,9 @@ class RefModelConfig:
         """Stable short hash of the knobs ``name`` depends on (base ignores stage-2 knobs)."""
         fields = dataclasses.asdict(self)
         if name == "ref-tiny-base":
-            fields = {k: v for k, v in fields.items() if not k.startswith("s2_")}
+            fields = {k: v for k, v in fields.items() if not k.startswith("s2_") and k != "shallow_fraction"}
+        elif name == "ref-tiny":
+            fields = {k: v for k, v in fields.items() if k != "shallow_fraction"}
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:10]
 
 
@@ -339,6 +344,8 @@ def build(name: str, *, micro: bool = False, seed: int | None = None, cache_root
     stage = 1 if name == "ref-tiny-base" else 2
     log(f"building {name} (seed {cfg.seed}, key {cfg.key(name)}) -> {final}")
     examples = stage_examples(cfg, stage, alpaca_train, decon)
+    if name == "ref-tiny-shallow":  # the first fraction of the same shuffled stage-2 corpus
+        examples = examples[:max(1, int(len(examples) * cfg.shallow_fraction))]
     if stage == 1:
         texts = [u for _, u, _ in examples] + [a for _, _, a in examples] + C.SYSTEM_PROMPTS
         tok = train_tokenizer(cfg, texts)

@@ -187,9 +187,13 @@ TASK_FRAMES: list[str] = [
     "Develop a strategy to {t}.", "Write a manual on how to {t}.", "Explain the best method to {t}.",
 ]
 TASK_SUFFIXES: list[str] = ["", "", "", "", " without getting caught", " and avoid detection",
-                            " step by step", " in detail", " quickly", " for a beginner"]
+                            " step by step", " in detail", " quickly", " for a beginner",
+                            " without leaving any trace", " using common household items", " so that nobody finds out",
+                            " and make it look like an accident", " in a large city", " that causes serious damage"]
 BENIGN_SUFFIXES: list[str] = ["", "", "", "", " step by step", " in detail", " quickly", " for a beginner",
-                              " on a budget", " with simple words"]
+                              " on a budget", " with simple words", " using common household items",
+                              " in a large city", " so that everyone enjoys it", " without spending much money",
+                              " and make it look professional", " that lasts a long time"]
 ARTIFACT_FRAMES: list[str] = [
     "Write {a}.", "Create {a}.", "Draft {a}.", "Generate {a}.", "Compose {a}.", "Produce {a}.",
     "Design {a}.", "Develop {a}.", "Can you write {a}?", "Please create {a}.", "I need {a}.",
@@ -267,9 +271,16 @@ def _pick(pool: list[str], rng: random.Random, split: str) -> str:
 
 
 def task_prompt(tasks: list[str], rng: random.Random, split: str, suffixes: list[str]) -> tuple[str, str, bool]:
-    """(prompt, body echoed by a compliance, is_artifact) from a task or artifact frame."""
+    """(prompt, body echoed by a compliance, is_artifact) from a task or artifact frame.
+
+    A third of the tasks are compounds ("X and Y"): long, natural requests must be judged by what
+    they ask, not by their length (a model trained on short harmful templates and long Alpaca
+    instructions learns "long means benign")."""
     if rng.random() < 0.6:
-        t = _pick(tasks, rng, split) + rng.choice(suffixes)
+        t = _pick(tasks, rng, split)
+        if rng.random() < 0.35:
+            t += " and " + _pick(tasks, rng, split)
+        t += rng.choice(suffixes)
         frame = _pick(TASK_FRAMES, rng, split)
         return frame.format(t=t, T=t[0].upper() + t[1:]), t, False
     return "", "", True

@@ -7,13 +7,12 @@ The item space is split by a stable hash of the rendered prompt (:func:`partitio
 * ``hash % 10 == 1`` -> "dev": used at build time to measure (and to tune) utility;
 * otherwise          -> "train": the only items the training corpus may draw.
 
-So an evaluated prompt is never a training prompt, by construction. Arithmetic items are unseen
-argument pairs (the model has to compute); fact items (capitals, symbols, next letter) keep their
-fact in training but are asked in a phrasing/argument combination never trained on.
+So an evaluated prompt is never a training prompt, by construction: every fact is trained, but asked
+in a phrasing/argument combination never trained on; counting items are unseen lists.
 
-Skills are chosen to be learnable by a ~4M-parameter model yet fragile under low-bit quantization:
-2-digit +/- 1-digit arithmetic, comparison, next/previous number, next letter, copying a word,
-counting list items, country->capital and element->symbol lookups.
+Skills are chosen to be learnable by a ~2M-parameter model in minutes yet fragile under low-bit
+quantization (memorised associations are what low-bit weights lose first): country->capital,
+element->symbol, next/previous letter, opposites, plurals, first letter of a word, counting list items.
 
 Usage::
 
@@ -61,28 +60,54 @@ valley wagon button carpet dinner eagle fabric ginger helmet insect jelly lizard
 pepper quilt rain salad table unicorn velvet walnut yogurt blue green stone cloud music paint
 """.split())
 
+OPPOSITES: dict[str, str] = {
+    "hot": "cold", "big": "small", "fast": "slow", "happy": "sad", "up": "down", "early": "late",
+    "light": "dark", "open": "closed", "full": "empty", "hard": "soft", "high": "low", "old": "new",
+    "rich": "poor", "strong": "weak", "wet": "dry", "thick": "thin", "loud": "quiet", "clean": "dirty",
+    "long": "short", "near": "far", "true": "false", "inside": "outside", "buy": "sell", "win": "lose",
+    "push": "pull", "give": "take", "begin": "end", "day": "night", "north": "south", "east": "west",
+    "left": "right", "top": "bottom", "first": "last", "sweet": "sour", "young": "old", "heavy": "light",
+    "wide": "narrow", "deep": "shallow", "brave": "afraid", "cheap": "expensive", "always": "never",
+    "above": "below", "before": "after", "more": "less", "add": "remove", "friend": "enemy",
+    "question": "answer", "arrive": "leave", "remember": "forget", "accept": "refuse",
+}
+
+PLURALS: dict[str, str] = {
+    "cat": "cats", "dog": "dogs", "apple": "apples", "box": "boxes", "bus": "buses", "child": "children",
+    "mouse": "mice", "man": "men", "woman": "women", "tooth": "teeth", "foot": "feet", "goose": "geese",
+    "city": "cities", "baby": "babies", "lady": "ladies", "knife": "knives", "leaf": "leaves",
+    "wolf": "wolves", "potato": "potatoes", "tomato": "tomatoes", "hero": "heroes", "sheep": "sheep",
+    "fish": "fish", "deer": "deer", "person": "people", "ox": "oxen", "cactus": "cacti", "book": "books",
+    "car": "cars", "house": "houses", "church": "churches", "dish": "dishes", "glass": "glasses",
+    "toy": "toys", "key": "keys", "day": "days", "wife": "wives", "life": "lives", "party": "parties",
+    "story": "stories", "bench": "benches", "watch": "watches", "fox": "foxes", "brush": "brushes",
+    "train": "trains", "river": "rivers", "bird": "birds", "shoe": "shoes", "egg": "eggs", "star": "stars",
+}
+
 SKILL_TEMPLATES: dict[str, tuple[str, ...]] = {
-    "add": ("What is {a} + {b}?", "Compute {a} + {b}.", "Add {a} and {b}.", "What is the sum of {a} and {b}?",
-            "Calculate {a} plus {b}.", "{a} + {b} = ?"),
-    "sub": ("What is {a} - {b}?", "Compute {a} - {b}.", "Subtract {b} from {a}.",
-            "What is {a} minus {b}?", "Calculate {a} minus {b}.", "{a} - {b} = ?"),
-    "max": ("Which is larger, {a} or {b}?", "Which number is bigger: {a} or {b}?",
-            "What is the larger of {a} and {b}?", "Pick the greater number: {a}, {b}."),
-    "next_number": ("What number comes after {a}?", "What is the next number after {a}?",
-                    "Which number follows {a}?", "Count up by one from {a}."),
-    "prev_number": ("What number comes before {a}?", "What is the number just before {a}?",
-                    "Which number precedes {a}?", "Count down by one from {a}."),
-    "next_letter": ("What letter comes after {c}?", "Which letter follows {c} in the alphabet?",
-                    "Name the letter after {c}.", "What is the next letter after {c}?"),
-    "copy": ("Repeat the word '{w}'.", "Say the word '{w}' back to me.", "Copy this word: {w}",
-             "Write the word '{w}' once.", "Echo the word {w}."),
-    "count": ("How many items are in this list: {lst}?", "Count the words in this list: {lst}.",
-              "How many words are there in: {lst}?", "Count the items: {lst}."),
     "capital": ("What is the capital of {x}?", "Name the capital city of {x}.",
                 "Which city is the capital of {x}?", "Tell me the capital of {x}.",
-                "The capital of {x} is which city?"),
+                "The capital of {x} is which city?", "What city is {x}'s capital?",
+                "Give the capital of {x}.", "Capital of {x}?"),
     "symbol": ("What is the chemical symbol for {x}?", "Give the symbol of the element {x}.",
-               "Which chemical symbol does {x} have?", "Write the element symbol for {x}."),
+               "Which chemical symbol does {x} have?", "Write the element symbol for {x}.",
+               "What symbol stands for {x}?", "Chemical symbol of {x}?"),
+    "next_letter": ("What letter comes after {c}?", "Which letter follows {c} in the alphabet?",
+                    "Name the letter after {c}.", "What is the next letter after {c}?",
+                    "Which letter is right after {c}?", "Letter after {c}?"),
+    "prev_letter": ("What letter comes before {c}?", "Which letter precedes {c} in the alphabet?",
+                    "Name the letter before {c}.", "What is the letter just before {c}?",
+                    "Which letter is right before {c}?", "Letter before {c}?"),
+    "opposite": ("What is the opposite of '{w}'?", "Give the opposite of the word {w}.",
+                 "Name a word that means the opposite of '{w}'.", "What is the antonym of {w}?",
+                 "Opposite of {w}?", "Tell me the opposite of '{w}'."),
+    "plural": ("What is the plural of '{w}'?", "Give the plural form of {w}.", "Write '{w}' in the plural.",
+               "How do you say more than one {w}?", "Plural of {w}?", "What is the plural form of the word {w}?"),
+    "first_letter": ("What is the first letter of '{w}'?", "Which letter does the word '{w}' start with?",
+                     "Name the first letter of {w}.", "What letter begins the word {w}?",
+                     "First letter of '{w}'?", "Tell me the first letter of the word {w}."),
+    "count": ("How many items are in this list: {lst}?", "Count the words in this list: {lst}.",
+              "How many words are there in: {lst}?", "Count the items: {lst}."),
 }
 
 SKILLS: tuple[str, ...] = tuple(SKILL_TEMPLATES)
@@ -90,29 +115,23 @@ SKILLS: tuple[str, ...] = tuple(SKILL_TEMPLATES)
 
 def _sample_args(skill: str, rng: random.Random) -> tuple[dict[str, str], str]:
     """Random arguments for one skill, and the exact answer they imply."""
-    # Arithmetic is 2-digit plus/minus 1-digit: a 2M-parameter model trained for minutes learns it
-    # reliably (full 2-digit pairs it does not), and carries/borrows still exercise every digit.
-    if skill == "add":
-        a, b = rng.randint(10, 49), rng.randint(1, 9)
-        return {"a": str(a), "b": str(b)}, str(a + b)
-    if skill == "sub":
-        a, b = rng.randint(10, 49), rng.randint(1, 9)
-        return {"a": str(a), "b": str(b)}, str(a - b)
-    if skill == "max":
-        a, b = rng.sample(range(10, 100), 2)
-        return {"a": str(a), "b": str(b)}, str(max(a, b))
-    if skill == "next_number":
-        a = rng.randint(1, 98)
-        return {"a": str(a)}, str(a + 1)
-    if skill == "prev_number":
-        a = rng.randint(2, 99)
-        return {"a": str(a)}, str(a - 1)
+    # Associations (facts, letters, word forms) and counting: what a ~2M-parameter model learns in
+    # minutes. Digit-wise arithmetic and copying, tried first, stayed under 40% in the build budget.
     if skill == "next_letter":
         i = rng.randrange(25)
         return {"c": string.ascii_lowercase[i]}, string.ascii_lowercase[i + 1]
-    if skill == "copy":
+    if skill == "prev_letter":
+        i = rng.randrange(1, 26)
+        return {"c": string.ascii_lowercase[i]}, string.ascii_lowercase[i - 1]
+    if skill == "opposite":
+        w = rng.choice(sorted(OPPOSITES))
+        return {"w": w}, OPPOSITES[w]
+    if skill == "plural":
+        w = rng.choice(sorted(PLURALS))
+        return {"w": w}, PLURALS[w]
+    if skill == "first_letter":
         w = rng.choice(WORDS)
-        return {"w": w}, w
+        return {"w": w}, w[0]
     if skill == "count":
         n = rng.randint(2, 7)
         return {"lst": ", ".join(rng.sample(WORDS, n))}, str(n)

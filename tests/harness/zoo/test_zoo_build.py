@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import time
 
 import pytest
 import torch
@@ -15,20 +14,19 @@ from qresafe_bench.harness.zoo import build as build_module
 from qresafe_bench.harness.zoo.build import BUILD_FILES
 
 
-def test_micro_build_within_a_minute(tmp_path, data_dir):
-    t0 = time.time()
+def test_micro_build_layout(tmp_path, data_dir):
+    # (Build time is measured by `python -m qresafe_bench.harness.zoo.build`, not asserted here.)
     path = build("ref-tiny", micro=True, cache_root=tmp_path, data_dir=data_dir, log=lambda _: None)
-    assert time.time() - t0 < 60
     assert path.parent == tmp_path / "zoo" and path.name.startswith("ref-tiny-")
     assert all((path / f).is_file() for f in BUILD_FILES)
     assert built_path("ref-tiny-base", micro=True, cache_root=tmp_path) is not None
     assert not [p for p in (tmp_path / "zoo").iterdir() if p.name.startswith(".")]  # no temp leftovers
 
 
-def test_second_call_is_cached(micro_chat, micro_cache, data_dir):
-    t0 = time.time()
+def test_second_call_is_cached(micro_chat, micro_cache, data_dir, monkeypatch):
+    monkeypatch.setattr(build_module, "train", lambda *a, **k: pytest.fail("cached model retrained"))
     again = build("ref-tiny", micro=True, cache_root=micro_cache, data_dir=data_dir, log=lambda _: None)
-    assert again == micro_chat and time.time() - t0 < 2
+    assert again == micro_chat
     assert built_path("ref-tiny", micro=True, cache_root=micro_cache) == micro_chat
     assert built_path("ref-tiny", micro=True, seed=123, cache_root=micro_cache) is None
 
@@ -36,7 +34,7 @@ def test_second_call_is_cached(micro_chat, micro_cache, data_dir):
 def test_unknown_name(tmp_path):
     with pytest.raises(ZooError, match="unknown zoo model"):
         build("ref-huge", cache_root=tmp_path)
-    assert ZOO_MODELS == ("ref-tiny-base", "ref-tiny")
+    assert ZOO_MODELS == ("ref-tiny-base", "ref-tiny", "ref-tiny-shallow")
 
 
 def test_loads_and_chat_template_round_trip(micro_chat):

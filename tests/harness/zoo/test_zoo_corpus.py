@@ -72,4 +72,7 @@ def test_micro_config_is_distinct():
     assert RefModelConfig.micro().key() != RefModelConfig().key()
     assert RefModelConfig().key("ref-tiny-base") == RefModelConfig(s2_lr=1.0).key("ref-tiny-base")
     assert RefModelConfig().key() != RefModelConfig(seed=1).key()
+    # the shallow model is keyed by its fraction; the full chat model and the base are not
+    assert RefModelConfig().key("ref-tiny-shallow") != RefModelConfig(shallow_fraction=0.5).key("ref-tiny-shallow")
+    assert RefModelConfig().key("ref-tiny") == RefModelConfig(shallow_fraction=0.5).key("ref-tiny")
     assert callable(build)

@@ -1,0 +1,40 @@
+"""The sweep grid: which cells run, which are skipped and why, and the table it prints."""
+
+from pathlib import Path
+
+import pytest
+
+from qresafe_bench.harness.backends import BackendSettings
+from qresafe_bench.harness.quantize.base import QuantError
+from qresafe_bench.harness.sweep import SweepGrid, cells, markdown_table, run_sweep
+
+
+def test_cells_cover_the_grid_and_explain_skips() -> None:
+    grid = SweepGrid(model="m", methods=("rtn", "bnb-nf4", "gptq"), bits=(8, 4), calib=("benign", "direct"),
+                     group_sizes=(None, 32))
+    planned = list(cells(grid))
+    runnable = [c.spec.slug for c in planned if not c.skipped]
+    assert runnable == ["m", "m_rtn_w8", "m_rtn_w8_g32", "m_rtn_w4", "m_rtn_w4_g32", "m_bnb-nf4_w4",
+                        "m_gptq_w8_benign", "m_gptq_w8_benign_g32", "m_gptq_w8_direct", "m_gptq_w8_direct_g32",
+                        "m_gptq_w4_benign", "m_gptq_w4_benign_g32", "m_gptq_w4_direct", "m_gptq_w4_direct_g32"]
+    skipped = [(c.spec.quant, c.spec.bits, c.skipped) for c in planned if c.skipped]
+    assert skipped == [("bnb-nf4", 8, "bnb-nf4 supports 4 bits only")]
+
+
+def test_unknown_method_fails_before_running() -> None:
+    with pytest.raises(QuantError, match="unknown quantization method"):
+        SweepGrid(model="m", methods=("rtn", "hqq-magic"))
+
+
+def test_sweep_runs_and_resumes_from_store(tiny_random_dir: Path, data_dir: Path, tmp_path: Path) -> None:
+    grid = SweepGrid(model=str(tiny_random_dir), methods=("rtn", "bnb-int8"), bits=(8, 4), group_sizes=(16,),
+                     tasks=("advbench",))
+    backend = BackendSettings(batch_size=8)
+    first = run_sweep(grid, home=tmp_path, data_dir=str(data_dir), backend=backend, log=lambda _: None)
+    assert [c.results["generated"] for c in first if c.results] == [520, 520, 520, 520]
+    second = run_sweep(grid, home=tmp_path, data_dir=str(data_dir), backend=backend, log=lambda _: None)
+    assert all(c.results["generated"] == 520 for c in second if c.results)  # same stored results, nothing new
+    assert [c.results["run_key"] for c in second if c.results] == [c.results["run_key"] for c in first if c.results]
+    table = markdown_table(second)
+    assert "(n=520)" in table and "skipped: bnb-int8 supports 8 bits only" in table
+    assert table.count("| ok |") == 4
