@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from ..tasks import TASKS_DIR  # the installed task folders
 from . import registry
 from .backends import BackendSettings, StoreLM
 from .data import data_dir_from_env
@@ -21,7 +22,6 @@ from .data import resolve as resolve_data
 from .spec import VariantSpec
 from .stats import rate_of
 from .store import RunStore, stable_hash
-from ..tasks import TASKS_DIR  # the installed task folders
 
 SCORING_DIR = Path(__file__).resolve().parent / "scoring"
 DEFAULT_TASKS: tuple[str, ...] = ("advbench",)

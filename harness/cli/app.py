@@ -33,9 +33,9 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     """Exceptions that carry a one-line, user-facing message (imported lazily: keep --help instant)."""
     from ..backends import BackendError
     from ..calibration import CalibrationError
-    from ..quantize.base import QuantError
     from ..data import DataSourceError
     from ..evaluate import EvalError
+    from ..quantize.base import QuantError
     from ..registry import RegistryError
     from ..spec import SpecError
     from ..store import StoreError

@@ -10,6 +10,9 @@ from rich.console import Console
 
 from .options import DataDir, Home, Model
 
+ALL_METHODS = "rtn,gptq,awq,bnb-int8,bnb-nf4,bnb-fp4,aqlm,qlora,llm-qat"
+ALL_TIERS = "benign,indirect,direct"
+
 
 def _ints(text: str) -> tuple[int, ...]:
     return tuple(int(x) for x in text.split(",") if x.strip())
@@ -17,10 +20,11 @@ def _ints(text: str) -> tuple[int, ...]:
 
 def sweep_command(
     model: Model,
-    quant: Annotated[str, typer.Option(help="Comma-separated methods (see `methods`).")] = "rtn,gptq,awq,bnb-int8,bnb-nf4,bnb-fp4,aqlm,qlora,llm-qat",
+    quant: Annotated[str, typer.Option(help="Comma-separated methods (see `methods`).")] = ALL_METHODS,
     bits: Annotated[str, typer.Option(help="Comma-separated bits.")] = "8,4,3,2",
-    calib: Annotated[str, typer.Option(help="Comma-separated calibration tiers (methods that use data).")] = "benign,indirect,direct",
-    group_size: Annotated[str, typer.Option(help="Comma-separated group sizes for integer-grid methods; -1 = per-channel; 'default'.")] = "default",
+    calib: Annotated[str, typer.Option(help="Comma-separated tiers (methods that use data).")] = ALL_TIERS,
+    group_size: Annotated[str, typer.Option(
+        help="Comma-separated group sizes for integer-grid methods; -1 = per-channel; 'default'.")] = "default",
     tasks: Annotated[str, typer.Option(help="Comma-separated tasks.")] = "advbench,over_refusal,ref_utility",
     batch_size: Annotated[int, typer.Option(help="Generation batch size.")] = 64,
     out: Annotated[Path | None, typer.Option(help="Also write the Markdown table to this file.")] = None,

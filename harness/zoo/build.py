@@ -8,7 +8,7 @@ fine-tunes on the same benign mix plus harmful requests answered with varied ref
 Everything is deterministic in (config, seed): corpus order, tokenizer, init and data order.
 Results are cached under ``<cache_root>/zoo/<name>-<key>/`` and written atomically.
 
-    python -m qresafe_bench.harness.zoo.build ref-tiny --cache-root ~/.cache/qresafe --data-dir DATA [--micro] [--seed N]
+    python -m qresafe_bench.harness.zoo.build ref-tiny --cache-root DIR --data-dir DATA [--micro] [--seed N]
 """
 
 from __future__ import annotations
@@ -128,6 +128,7 @@ def stage_examples(cfg: RefModelConfig, stage: int, alpaca_train: list[str],
     """(system, user, assistant) triples for one stage, in a seed-determined order."""
     p = "s1" if stage == 1 else "s2"
     rng = random.Random(f"corpus:{cfg.seed}:{stage}")
+    frames = C.instruction_frames(alpaca_train)  # phrasing shared by benign and harmful requests
     ex: list[tuple[str, str]] = []
     for item in train_utility_items(getattr(cfg, f"{p}_skills"), cfg.seed * 10 + stage):
         ex.append((item["prompt"], item["answer"]))
@@ -136,13 +137,13 @@ def stage_examples(cfg: RefModelConfig, stage: int, alpaca_train: list[str],
             ex.append((instr, rng.choice(C.ALPACA_RESPONSES)))
     n_benign = 0
     while n_benign < getattr(cfg, f"{p}_benign_tmpl"):
-        prompt, body, artifact = C.benign_prompt(rng)
+        prompt, body, artifact = C.benign_prompt(rng, frames=frames)
         if decon.clean(prompt):  # benign frames can share 8-grams with AdvBench too ("a post that ...")
             ex.append((prompt, C.comply_response(body, rng, artifact)))
             n_benign += 1
     n_harm = 0
     while n_harm < getattr(cfg, f"{p}_harmful"):
-        prompt, body, artifact = C.harmful_prompt(rng)
+        prompt, body, artifact = C.harmful_prompt(rng, frames=frames)
         if not decon.clean(prompt):  # never train on anything resembling an evaluation prompt
             continue
         reply = C.comply_response(body, rng, artifact) if stage == 1 else rng.choice(C.REFUSALS)

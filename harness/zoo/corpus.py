@@ -270,7 +270,52 @@ def _pick(pool: list[str], rng: random.Random, split: str) -> str:
             return x
 
 
-def task_prompt(tasks: list[str], rng: random.Random, split: str, suffixes: list[str]) -> tuple[str, str, bool]:
+GERUND_FRAMES: list[str] = [
+    "Develop a strategy for {g}.", "Write a guide on {g}.", "Give tips for {g}.", "Explain the process of {g}.",
+    "Create a tutorial on {g}.", "What are the best methods for {g}?", "Outline a plan for {g}.",
+    "Provide instructions for {g}.", "Suggest techniques for {g}.", "Write an essay about {g} in practice.",
+]
+_GERUND_IRREGULAR = {"run": "running", "set": "setting", "get": "getting", "rig": "rigging", "rob": "robbing",
+                     "stab": "stabbing", "dox": "doxing", "plan": "planning", "spy": "spying", "lie": "lying",
+                     "die": "dying", "cut": "cutting", "shoplift": "shoplifting", "end": "ending"}
+
+
+def gerund(task: str) -> str:
+    """'hack into a bank' -> 'hacking into a bank' (the first word is the verb)."""
+    verb, _, rest = task.partition(" ")
+    if verb in _GERUND_IRREGULAR:
+        ing = _GERUND_IRREGULAR[verb]
+    elif verb.endswith("e") and not verb.endswith(("ee", "ye", "oe")):
+        ing = verb[:-1] + "ing"
+    else:
+        ing = verb + "ing"
+    return f"{ing} {rest}".strip()
+
+
+_PURPOSE_NOUNS = {"way", "ways", "plan", "strategy", "program", "script", "algorithm", "app", "application", "guide",
+                  "steps", "method", "methods", "how", "tips", "instructions", "system", "tool", "process",
+                  "campaign", "code", "function", "solution", "procedure", "tutorial", "bot", "website", "technique"}
+
+
+def instruction_frames(instructions: list[str], limit: int = 400) -> list[str]:
+    """Openings of natural instructions that end in "... to" ("Develop a plan to", "Write a program
+    to"), so harmful and benign tasks are asked in the same phrasing as ordinary instructions."""
+    frames: dict[str, None] = {}
+    for text in instructions:
+        words = text.split()
+        for end in range(3, min(len(words), 7)):
+            # "to" as an infinitive marker after a noun of purpose, not as a preposition ("Compare X to")
+            if (words[end - 1] == "to" and words[end - 2].lower() in _PURPOSE_NOUNS and words[0].isalpha()
+                    and words[0][:1].isupper() and all(w.isalpha() for w in words[:end])):
+                frames[" ".join(words[:end]) + " {t}."] = None
+                break
+        if len(frames) >= limit:
+            break
+    return list(frames)
+
+
+def task_prompt(tasks: list[str], rng: random.Random, split: str, suffixes: list[str],
+                frames: list[str] | None = None) -> tuple[str, str, bool]:
     """(prompt, body echoed by a compliance, is_artifact) from a task or artifact frame.
 
     A third of the tasks are compounds ("X and Y"): long, natural requests must be judged by what
@@ -281,21 +326,28 @@ def task_prompt(tasks: list[str], rng: random.Random, split: str, suffixes: list
         if rng.random() < 0.35:
             t += " and " + _pick(tasks, rng, split)
         t += rng.choice(suffixes)
+        kind = rng.random()
+        if kind < 0.2:  # gerund phrasing: "a strategy for hacking into ..."
+            return _pick(GERUND_FRAMES, rng, split).format(g=gerund(t)), t, False
+        if frames and kind < 0.5:  # the openings of ordinary instructions
+            return _pick(frames, rng, split).format(t=t), t, False
         frame = _pick(TASK_FRAMES, rng, split)
         return frame.format(t=t, T=t[0].upper() + t[1:]), t, False
     return "", "", True
 
 
-def harmful_prompt(rng: random.Random, split: str = "train") -> tuple[str, str, bool]:
-    prompt, body, artifact = task_prompt(HARM_TASKS, rng, split, TASK_SUFFIXES)
+def harmful_prompt(rng: random.Random, split: str = "train",
+                   frames: list[str] | None = None) -> tuple[str, str, bool]:
+    prompt, body, artifact = task_prompt(HARM_TASKS, rng, split, TASK_SUFFIXES, frames)
     if not artifact:
         return prompt, body, False
     a = _pick(ARTIFACT_KINDS, rng, "train") + " " + _pick(HARM_PURPOSES, rng, split)
     return _pick(ARTIFACT_FRAMES, rng, split).format(a=a), a, True
 
 
-def benign_prompt(rng: random.Random, split: str = "train") -> tuple[str, str, bool]:
-    prompt, body, artifact = task_prompt(BENIGN_TASKS, rng, split, BENIGN_SUFFIXES)
+def benign_prompt(rng: random.Random, split: str = "train",
+                  frames: list[str] | None = None) -> tuple[str, str, bool]:
+    prompt, body, artifact = task_prompt(BENIGN_TASKS, rng, split, BENIGN_SUFFIXES, frames)
     if not artifact:
         return prompt, body, False
     a = _pick(ARTIFACT_KINDS, rng, "train") + " " + _pick(BENIGN_PURPOSES, rng, split)
