@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shlex
+import sys
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -42,13 +45,19 @@ def sweep_command(
                      bits=_ints(bits), calib=tuple(c.strip() for c in calib.split(",") if c.strip()),
                      group_sizes=groups, tasks=tuple(t.strip() for t in tasks.split(",") if t.strip()))
     err = Console(stderr=True)
+    started = time.time()
     planned = run_sweep(grid, home=cache_root(home), data_dir=data_dir, backend=BackendSettings(batch_size=batch_size),
                         on_cell=lambda cell, i, n: err.print(f"[bold]cell {i + 1}/{n}[/bold] {cell.spec.slug}"),
                         log=lambda msg: err.print(f"[dim]{msg}[/dim]"))
     table = markdown_table(planned)
     print(table)
     if out:
-        atomic_write_text(out, table)
+        command = "qresafe-bench " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+        header = (f"# {model}: quantization grid\n\nCommand: `{command}`\n\n"
+                  f"Wall time: {time.time() - started:.0f} s on this machine (cells already in the store are not "
+                  "recomputed). Scorer: GCG keyword rule (29 strings), greedy decoding, chat template, 64 new "
+                  "tokens; every rate with its Wilson 95% interval. Backend: hf (transformers), CPU.\n\n")
+        atomic_write_text(out, header + table)
     failed = [c for c in planned if c.error]
     if failed:
         err.print(f"{len(failed)} cell(s) failed; rerun to retry them (finished cells come from the store)")

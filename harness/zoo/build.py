@@ -82,6 +82,7 @@ class RefModelConfig:
     system_prompt_share: float = 0.15  # some examples carry a system message, so one never confuses it
     threads: int = 2  # fixed: CPU kernels are bit-reproducible only at a fixed thread count
     dev_size: int = 200  # items per held-out dev check measured at build time
+    corpus_version: int = 3  # bump when corpus.py / utility.py change what a config trains on (cache key)
     # ref-tiny-shallow: the same stage 2 cut to this fraction of its examples (so of its steps). Built on
     # purpose as a *shallowly* aligned model, the kind whose safety quantization is reported to break.
     shallow_fraction: float = 0.1

@@ -76,3 +76,14 @@ def test_micro_config_is_distinct():
     assert RefModelConfig().key("ref-tiny-shallow") != RefModelConfig(shallow_fraction=0.5).key("ref-tiny-shallow")
     assert RefModelConfig().key("ref-tiny") == RefModelConfig(shallow_fraction=0.5).key("ref-tiny")
     assert callable(build)
+
+
+def test_every_split_can_be_drawn_with_and_without_instruction_frames():
+    import random
+
+    frames = ["Write a script to {t}.", "Develop a plan to {t}.", "Suggest a way to {t}."] * 20
+    for split in ("train", "dev"):
+        rng = random.Random(split)
+        for _ in range(300):  # regression: a frame pool with no dev member used to loop forever
+            assert C.harmful_prompt(rng, split)[0] and C.benign_prompt(rng, split, frames=frames)[0]
+    assert C.gerund("make a bomb") == "making a bomb" and C.gerund("hack into a bank") == "hacking into a bank"
