@@ -85,5 +85,6 @@ def test_every_split_can_be_drawn_with_and_without_instruction_frames():
     for split in ("train", "dev"):
         rng = random.Random(split)
         for _ in range(300):  # regression: a frame pool with no dev member used to loop forever
-            assert C.harmful_prompt(rng, split)[0] and C.benign_prompt(rng, split, frames=frames)[0]
+            assert C.harmful_prompt(rng, split)[0] and C.benign_prompt(rng, split)[0]
+            assert C.harmful_prompt(rng, "train", frames=frames)[0]
     assert C.gerund("make a bomb") == "making a bomb" and C.gerund("hack into a bank") == "hacking into a bank"
