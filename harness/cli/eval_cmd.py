@@ -50,7 +50,7 @@ def eval_command(
                           data_dir=data_dir)
     err = Console(stderr=True)
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TextColumn("{task.completed} generated"),
-                  TimeElapsedColumn(), console=err, transient=True) as progress:
+                  TimeElapsedColumn(), console=err, transient=True, disable=not err.is_terminal) as progress:
         job = progress.add_task(f"evaluating {spec.slug} on {', '.join(request.tasks)}", total=None)
         outcome = run_eval(request, home=cache_root(home), models_file=models_file,
                            on_item=lambda: progress.advance(job),

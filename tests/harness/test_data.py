@@ -31,7 +31,10 @@ def test_unknown_data_set() -> None:
 
 
 def test_no_public_data_committed() -> None:
+    import subprocess
+
     repo = Path(__file__).resolve().parents[2]
-    tracked = [p for p in repo.rglob("*") if ".venv" not in p.parts and ".git" not in p.parts and p.is_file()]
+    listed = subprocess.run(["git", "ls-files"], cwd=repo, capture_output=True, text=True, check=True).stdout
+    tracked = [repo / line for line in listed.splitlines() if (repo / line).is_file()]
     big_data = [p for p in tracked if p.suffix in (".csv", ".jsonl") or (p.suffix == ".json" and p.stat().st_size > 100_000)]
     assert big_data == [], f"public data sets must not be committed: {big_data}"
