@@ -74,7 +74,7 @@ def _dequantized(module) -> torch.Tensor:
     return _dequantize_weight(codes, module.codebooks.data, module.scales.data)
 
 
-@pytest.mark.xfail(strict=True, reason="known, not yet fixed: the aqlm CPU gemm path (more than 6 tokens) disagrees "
+@pytest.mark.xfail(strict=False, reason="known, not yet fixed: the aqlm CPU gemm path (more than 6 tokens) disagrees "
                    "with a matmul by the decoded weight in this environment; AQLM figures on CPU are suspect")
 def test_checkpoint_is_aqlm_format_and_generates_on_cpu(quantized: dict[int, Path]) -> None:
     from aqlm import QuantizedLinear
