@@ -1,7 +1,7 @@
 """Quantized variants, built on demand and kept in the store.
 
     <home>/variants/<spec id>-<base weights hash>/   a Hugging Face model directory
-        recipe.yaml     how it was made (round-trips into QuantRecipe)
+        qresafe_recipe.yaml     how it was made (round-trips into QuantRecipe)
         adapter/        LoRA adapter, for variants that carry one (qlora)
 
 A variant is built into a temporary sibling directory and renamed into place when complete, so an
@@ -55,7 +55,7 @@ def variant_dir(home: Path, spec: VariantSpec, base: ResolvedModel) -> Path:
 
 
 def is_complete(path: Path) -> bool:
-    return (path / "recipe.yaml").is_file() and (path / "config.json").is_file()
+    return (path / "qresafe_recipe.yaml").is_file() and (path / "config.json").is_file()
 
 
 def ensure_variant(spec: VariantSpec, base: ResolvedModel, *, home: Path, data_dir: str | None,
@@ -92,7 +92,8 @@ def _build(spec: VariantSpec, recipe: QuantRecipe, base: ResolvedModel, path: Pa
         # Quantizer libraries print progress to stdout; stdout is reserved for results (--json).
         with contextlib.redirect_stdout(sys.stderr):
             info.implementation()(Path(base.location), recipe, calib, tmp, log)
-        atomic_write_text(tmp / "recipe.yaml", recipe.to_yaml())
+        if not (tmp / "qresafe_recipe.yaml").exists():  # a quantizer may record resolved values itself
+            atomic_write_text(tmp / "qresafe_recipe.yaml", recipe.to_yaml())
         os.replace(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

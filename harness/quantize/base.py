@@ -74,7 +74,7 @@ def check_supported(method: str, bits: int) -> MethodInfo:
 
 class QuantRecipe(BaseModel):
     """How one variant was made: plain data that round-trips YAML; unknown keys are errors.
-    Saved as `recipe.yaml` beside every quantized checkpoint."""
+    Saved as `qresafe_recipe.yaml` beside every quantized checkpoint."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 

@@ -94,8 +94,8 @@ def quantize(base_dir: Path, recipe: QuantRecipe, calib, out_dir: Path, log: Cal
     model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32, use_safetensors=True)
     if torch.cuda.is_available():
         model.to("cuda")
-    group_size = recipe.effective_group_size
-    llmc.check_group_size(model, group_size)  # fail before training, not after
+    recipe = llmc.resolve_group_size(model, recipe, log)  # fail before training, not after
+    group_size = recipe.group_size
     names = add_fake_quant(model, recipe)
     log(f"llm-qat: {recipe.bits}-bit fake quantization (group {group_size}) on {len(names)} Linears, full "
         f"fine-tune on {len(examples)} conversations, {recipe.train_steps} steps, lr {recipe.learning_rate}")
@@ -112,3 +112,4 @@ def quantize(base_dir: Path, recipe: QuantRecipe, calib, out_dir: Path, log: Cal
         tokenizer.save_pretrained(tmp)
         del model
         llmc.quantize(Path(tmp), rtn, None, out_dir, log)
+    (out_dir / "qresafe_recipe.yaml").write_text(recipe.to_yaml())  # this variant's recipe, not the inner rtn one

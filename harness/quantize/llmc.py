@@ -38,6 +38,25 @@ def check_group_size(model, group_size: int | None) -> None:
                              f"of {name}; choose a divisor or -1 (per-channel)")
 
 
+def resolve_group_size(model, recipe: QuantRecipe, log: Callable[[str], None]) -> QuantRecipe:
+    """With no --group-size, the method's default (128) when it divides every layer width; else the
+    largest of 64, 32, 16 that does (small models: the reference model is 192 wide). The value used
+    is written to the variant's recipe.yaml. An explicit --group-size is never changed."""
+    import torch
+
+    if recipe.group_size is not None:
+        check_group_size(model, recipe.group_size)
+        return recipe
+    widths = {m.in_features for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and n != "lm_head"}
+    for group in (recipe.effective_group_size, 64, 32, 16):
+        if all(w % group == 0 for w in widths):
+            if group != recipe.effective_group_size:
+                log(f"default group size {recipe.effective_group_size} does not divide layer widths "
+                    f"{sorted(widths)}: using {group}")
+            return recipe.model_copy(update={"group_size": group})
+    raise QuantError(f"no default group size divides the layer widths {sorted(widths)}; pass --group-size -1")
+
+
 def quantize(base_dir: Path, recipe: QuantRecipe, calib, out_dir: Path, log: Callable[[str], None]) -> None:
     import torch
     from llmcompressor import oneshot
@@ -51,7 +70,9 @@ def quantize(base_dir: Path, recipe: QuantRecipe, calib, out_dir: Path, log: Cal
     torch.manual_seed(recipe.seed)
     model = AutoModelForCausalLM.from_pretrained(base_dir, dtype="auto", use_safetensors=True)
     tokenizer = AutoTokenizer.from_pretrained(base_dir)
-    check_group_size(model, recipe.effective_group_size)
+    recipe = resolve_group_size(model, recipe, log)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "qresafe_recipe.yaml").write_text(recipe.to_yaml())  # the group size actually used
     if recipe.method == "rtn":
         modifier, dataset = QuantizationModifier(config_groups=scheme_for(recipe, True), ignore=["lm_head"]), None
     elif recipe.method == "gptq":

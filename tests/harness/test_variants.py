@@ -15,7 +15,7 @@ def test_variant_is_built_once_with_its_recipe(tiny_random_dir: Path, tmp_path: 
     resolved = registry.resolve(spec, cache_root=tmp_path, log=lambda _: None)
     path = Path(resolved.location)
     assert resolved.source == "variant" and path.parent == tmp_path / "variants"
-    assert QuantRecipe.from_yaml((path / "recipe.yaml").read_text()) == recipe_for(spec)
+    assert QuantRecipe.from_yaml((path / "qresafe_recipe.yaml").read_text()) == recipe_for(spec)
     from qresafe_bench.harness.quantize import llmc
 
     monkeypatch.setattr(llmc, "quantize", lambda *a, **k: pytest.fail("variant rebuilt"))

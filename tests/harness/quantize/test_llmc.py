@@ -18,7 +18,7 @@ def _load(path: Path):
     """Load with dense (decompressed) weights, so tests can read them."""
     from transformers import AutoModelForCausalLM, CompressedTensorsConfig
 
-    if (path / "recipe.yaml").exists() or "quantization_config" in (path / "config.json").read_text():
+    if (path / "qresafe_recipe.yaml").exists() or "quantization_config" in (path / "config.json").read_text():
         return AutoModelForCausalLM.from_pretrained(path, quantization_config=CompressedTensorsConfig(run_compressed=False))
     return AutoModelForCausalLM.from_pretrained(path)
 
