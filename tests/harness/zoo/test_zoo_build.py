@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import shutil
 
 import pytest
@@ -10,8 +11,10 @@ from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from qresafe_bench.harness.zoo import ZOO_MODELS, ZooError, build, built_path, verify
-from qresafe_bench.harness.zoo import build as build_module
 from qresafe_bench.harness.zoo.build import BUILD_FILES
+
+# the module, not the `build` function that qresafe_bench.harness.zoo re-exports under the same name
+build_module = importlib.import_module("qresafe_bench.harness.zoo.build")
 
 
 def test_micro_build_layout(tmp_path, data_dir):
