@@ -84,7 +84,7 @@ def run_sweep(grid: SweepGrid, *, home: Path, data_dir: str | None, backend: Bac
         request = EvalRequest(spec=cell.spec, tasks=grid.tasks, backend=backend, data_dir=data_dir)
         try:
             cell.results = run_eval(request, home=home, log=log).results
-        except (QuantError, RuntimeError) as exc:
+        except Exception as exc:  # noqa: BLE001 - one broken cell must not stop the grid; it is reported
             if not keep_going:
                 raise
             cell.error = f"{exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"

@@ -94,6 +94,8 @@ def _build(spec: VariantSpec, recipe: QuantRecipe, base: ResolvedModel, path: Pa
             info.implementation()(Path(base.location), recipe, calib, tmp, log)
         if not (tmp / "qresafe_recipe.yaml").exists():  # a quantizer may record resolved values itself
             atomic_write_text(tmp / "qresafe_recipe.yaml", recipe.to_yaml())
+        if path.exists():  # an incomplete entry (no recipe: an older or interrupted layout) is replaced
+            shutil.rmtree(path)
         os.replace(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
