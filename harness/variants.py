@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from .quantize.base import QuantError, QuantRecipe, check_supported
+from .quantize.base import QuantError, QuantRecipe, check_supported, method_info
 from .registry import ResolvedModel
 from .spec import VariantSpec
 from .store import atomic_write_text, stable_hash
@@ -28,13 +28,7 @@ CALIBRATION_SIZE = 128  # sequences: llm-compressor's examples use 256-512 for 7
 
 def default_calib(method: str) -> str:
     """The tier a method uses when the user names none: benign for methods that need data."""
-    return "none" if check_supported_any(method).data == "none" else "benign"
-
-
-def check_supported_any(method: str):
-    from .quantize.base import method_info
-
-    return method_info(method)
+    return "none" if method_info(method).data == "none" else "benign"
 
 
 def recipe_for(spec: VariantSpec) -> QuantRecipe:
