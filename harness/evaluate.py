@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -107,7 +106,8 @@ def run_key(request: EvalRequest, model: registry.ResolvedModel, data_dir: str |
 
 def run_eval(request: EvalRequest, *, home: Path, models_file: str | None = None,
              on_item: Callable[[], None] | None = None, log: Callable[[str], None] = print) -> EvalOutcome:
-    data_dir = request.data_dir or (str(data_dir_from_env()) if data_dir_from_env() else None)
+    env_dir = data_dir_from_env()
+    data_dir = request.data_dir or (str(env_dir) if env_dir else None)
     check_data(request.tasks, data_dir)
     model = registry.resolve(request.spec, cache_root=home, data_dir=data_dir, models_file=models_file, log=log)
     store = RunStore(home)
@@ -177,8 +177,7 @@ def _request_dict(request: EvalRequest) -> dict:
 
 def _quiet_libraries() -> None:
     """lm-eval and transformers log at INFO per task; keep stderr for what the user must see.
-    Their tqdm bars are off too: the CLI shows one Rich progress line instead."""
-    os.environ.setdefault("TQDM_DISABLE", "1")
+    (Their tqdm bars are switched off by the CLI before anything imports tqdm: see cli/app.py.)"""
     for name in ("lm-eval", "lm_eval", "transformers", "datasets", "httpx"):
         logging.getLogger(name).setLevel(logging.ERROR)
     try:

@@ -46,6 +46,9 @@ def _known_errors() -> tuple[type[BaseException], ...]:
 
 
 def main() -> None:
+    # tqdm reads TQDM_DISABLE when it is imported, so this must happen before any command imports
+    # lm-eval or transformers; the CLI shows its own Rich progress instead of their per-batch bars.
+    os.environ.setdefault("TQDM_DISABLE", "1")
     try:
         app(standalone_mode=False)
     except typer.Exit as exc:

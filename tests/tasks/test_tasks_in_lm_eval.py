@@ -7,8 +7,6 @@ from lm_eval.tasks import TaskManager
 
 from qresafe_bench.tasks import TASKS_DIR
 
-TASKS_UTILS = TASKS_DIR
-
 
 def _utils(task: str):
     import importlib.util
