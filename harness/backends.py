@@ -134,11 +134,16 @@ def vllm_refusal(model: ResolvedModel) -> str | None:
 
 
 def _adapter_rank(adapter: str) -> int:
+    """The LoRA rank vLLM must reserve (max_lora_rank), read from the adapter's PEFT config."""
     import json
     from pathlib import Path
 
     config = Path(adapter) / "adapter_config.json"
-    return int(json.loads(config.read_text()).get("r", 16)) if config.is_file() else 16
+    try:
+        return int(json.loads(config.read_text(encoding="utf-8"))["r"])
+    except (OSError, ValueError, KeyError, TypeError):
+        raise BackendError(f"LoRA adapter at {adapter} has no readable rank (adapter_config.json with 'r'); "
+                           "vLLM needs it to reserve max_lora_rank") from None
 
 
 def make_lm(model: ResolvedModel, settings: BackendSettings) -> LM:

@@ -97,6 +97,11 @@ CATALOG: dict[str, PublicDataset] = {
 }
 
 
+# AlpacaEval reference generators (--alpaca-reference) and the data set holding each one's outputs.
+ALPACA_EVAL_REFERENCES: dict[str, str] = {"gpt4_1106_preview": "alpaca_eval_gpt4_1106_preview",
+                                          "text_davinci_003": "alpaca_eval_text_davinci_003"}
+
+
 def data_dir_from_env() -> Path | None:
     value = os.environ.get(DATA_DIR_ENV)
     return Path(value).expanduser() if value else None

@@ -17,6 +17,7 @@ from ..tasks import TASKS_DIR  # the installed task folders
 from . import registry
 from .backends import BackendSettings, StoreLM
 from .data import data_dir_from_env
+from .data import ALPACA_EVAL_REFERENCES
 from .data import resolve as resolve_data
 from .spec import VariantSpec
 from .stats import rate_of
@@ -27,7 +28,6 @@ SCORING_DIR = Path(__file__).resolve().parent / "scoring"
 TASK_CODE = [Path(__file__).resolve().parent / name for name in ("task_support.py", "decoding.py")]
 JUDGES_DIR = Path(__file__).resolve().parent / "judges"
 DEFAULT_TASKS: tuple[str, ...] = ("advbench",)
-ALPACA_REFERENCES: tuple[str, ...] = ("gpt4_1106_preview", "text_davinci_003")
 # EvalRequest fields that enter the run key only when they differ from their defaults (older keys stay valid).
 OPTION_FIELDS: tuple[str, ...] = ("judge", "judge_model", "judge_template", "decoding_grid", "decoding_samples",
                                   "alpaca_reference")
@@ -70,9 +70,9 @@ class EvalRequest:
             raise EvalError(f"--max-new-tokens must be positive, got {self.max_new_tokens}")
         if self.decoding_samples < 1:
             raise EvalError(f"--decoding-samples must be at least 1, got {self.decoding_samples}")
-        if self.alpaca_reference not in ALPACA_REFERENCES:
+        if self.alpaca_reference not in ALPACA_EVAL_REFERENCES:
             raise EvalError(f"unknown --alpaca-reference {self.alpaca_reference!r}; choose one of: "
-                            f"{', '.join(ALPACA_REFERENCES)}")
+                            f"{', '.join(ALPACA_EVAL_REFERENCES)}")
         from .decoding import GridError, parse_grid
 
         try:

@@ -11,11 +11,11 @@ from typing import Any
 import datasets
 
 from qresafe_bench.harness import judges
+from qresafe_bench.harness.data import ALPACA_EVAL_REFERENCES as REFERENCES
 from qresafe_bench.harness.data import DataSourceError, load_records, resolve
 from qresafe_bench.harness.judges.templates import alpaca_eval_prompt, parse_m_or_M
 from qresafe_bench.harness.stats import wilson
 
-REFERENCES = {"gpt4_1106_preview": "alpaca_eval_gpt4_1106_preview", "text_davinci_003": "alpaca_eval_text_davinci_003"}
 _STATE: dict[str, Any] = {}
 
 

@@ -68,3 +68,17 @@ def test_vllm_args(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_backend_is_in_the_generation_store_key() -> None:
     assert BackendSettings(name="vllm").key() != BackendSettings(name="hf").key()
+
+
+def test_adapter_without_a_rank_is_refused_not_guessed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if name == "vllm" else real(name, *a))
+    model = _checkpoint(tmp_path / "m", _ct(4))
+    adapter = tmp_path / "m" / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text(json.dumps({"lora_alpha": 16}))
+    model = ResolvedModel(**{**model.__dict__, "adapter": str(adapter)})
+    with pytest.raises(BackendError, match="no readable rank"):
+        lm_eval_model_args(model, BackendSettings(name="vllm"))
