@@ -63,6 +63,18 @@ def reference(session: nox.Session) -> None:
                     *session.posargs, env=env)
 
 
+@nox.session(python=PYTHON, default=False)
+def boards(session: nox.Session) -> None:
+    """The published boards of the reference model: the paper-shaped sweeps, then the leaderboard files
+    (leaderboards/ref-tiny/). Resumable: finished cells come from the store."""
+    _install(session)
+    out = "leaderboards/ref-tiny"
+    for grid in ("paper-main", "paper-bits"):
+        session.run("qresafe-bench", "sweep", "--spec", f"{out}/{grid}.yaml", "--out", f"{out}/{grid}.md", env=_env())
+    session.run("qresafe-bench", "leaderboard", "--model", "ref-tiny", "--format", "md,csv,json,html", "--out", out,
+                env=_env())
+
+
 @nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
     session.install("ruff")

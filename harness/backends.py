@@ -179,7 +179,7 @@ class _AppendToStore(CacheHook):
         if not pending:  # not a request we asked for under this key: lm-eval's vllm model reports its own
             return  # normalised gen kwargs; StoreLM stores those generations under their keys after the batch
         key = pending.pop(0)  # identical sampled requests: fill their occurrence keys in turn (interchangeable draws)
-        self.log.append(key, context, gen_kwargs, res)
+        self.log.append(key, context, gen_kwargs, res, sync=False)  # StoreLM syncs once per backend call
         if self.on_item:
             self.on_item()
 
@@ -219,7 +219,10 @@ class StoreLM(LM):
             for index in missing:
                 hook.pending.setdefault(request_key(*requests[index].args), []).append(keys[index])
             inner.set_cache_hook(hook)
-            fresh = inner.generate_until([requests[i] for i in missing])
+            try:
+                fresh = inner.generate_until([requests[i] for i in missing])
+            finally:
+                self.log.sync()
             for index, text in zip(missing, fresh, strict=True):
                 context, gen_kwargs = requests[index].args
                 stored = self.log.get(keys[index])

@@ -16,8 +16,7 @@ from pathlib import Path
 from ..tasks import TASKS_DIR  # the installed task folders
 from . import registry
 from .backends import BackendSettings, StoreLM
-from .data import data_dir_from_env
-from .data import ALPACA_EVAL_REFERENCES
+from .data import ALPACA_EVAL_REFERENCES, data_dir_from_env
 from .data import resolve as resolve_data
 from .spec import VariantSpec
 from .stats import rate_of

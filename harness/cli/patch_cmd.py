@@ -20,7 +20,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from .options import Bits, Calib, DataDir, GroupSize, Home, Json, Model, ModelsFile, Quant, spec_from_options
+from .options import Backend, Bits, Calib, DataDir, GroupSize, Home, Json, Model, ModelsFile, Quant, spec_from_options
 
 
 def patch_command(
@@ -51,6 +51,7 @@ def patch_command(
         help="No fine-tuning: keep this fraction of each layer (top SNIP) in 16-bit, quantize the rest.")] = None,
     max_new_tokens: Annotated[int | None, typer.Option(help="Length of y_w and y_l [64, the evals' own].")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed of prompt sampling, LoRA init and batching [0].")] = None,
+    backend: Backend = "hf",
     batch_size: Annotated[int, typer.Option(help="Generation batch size for y_w / y_l (hf).")] = 32,
     device: Annotated[str, typer.Option(help="Generation and training device: cpu, cuda.")] = "cpu",
     data_dir: DataDir = None,
@@ -85,7 +86,7 @@ def patch_command(
         keep_fraction=keep_safety_critical, max_new_tokens=max_new_tokens, seed=seed,
         target_modules=tuple(t.strip() for t in target_modules.split(",") if t.strip()) if target_modules else None)
     request = PatchRequest(spec=spec, recipe=recipe, data_dir=data_dir, models_file=models_file,
-                           backend=BackendSettings(batch_size=batch_size, device=device), device=device)
+                           backend=BackendSettings(name=backend, batch_size=batch_size, device=device), device=device)
     check_request(request)
 
     err = Console(stderr=True)

@@ -20,7 +20,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from .options import DataDir, Home, ModelsFile
+from .options import Backend, DataDir, Home, ModelsFile
 
 ALL_METHODS = "rtn,gptq,awq,bnb-int8,bnb-nf4,bnb-fp4,aqlm,qlora,llm-qat"
 ALL_TIERS = "benign,indirect,direct"
@@ -66,6 +66,7 @@ def sweep_command(
     ] = None,
     spec: Annotated[Path | None, typer.Option(help="Sweep spec YAML (model, quant, bits, calib, group_size, tasks, "
                                                    "limit, batch_size, patch); replaces the grid options.")] = None,
+    backend: Backend = "hf",
     batch_size: Annotated[int, typer.Option(help="Generation batch size.")] = 64,
     out: Annotated[Path | None, typer.Option(help="Also write the Markdown table to this file.")] = None,
     data_dir: DataDir = None,
@@ -95,7 +96,7 @@ def sweep_command(
     started = time.time()
     with _RichProgress(err) as progress:
         planned = run_sweep(grid, home=cache_root(home), data_dir=data_dir,
-                            backend=BackendSettings(batch_size=batch_size), progress=progress,
+                            backend=BackendSettings(name=backend, batch_size=batch_size), progress=progress,
                             models_file=models_file, log=progress.log)
     table = markdown_table(planned)
     print(table)
@@ -105,11 +106,15 @@ def sweep_command(
     if out:
         command = "qresafe-bench " + " ".join(shlex.quote(a) for a in sys.argv[1:])
         recipe = grid.patch_recipe()
+        # Which build of the model the grid measured (a zoo model's folder name carries its build key).
+        built = next((Path(c.results["model"]["location"]).name for c in planned
+                      if c.results and c.spec.quant == "none" and c.spec.patch == "none"), None)
         header = (f"# {grid.model}: quantization grid\n\nCommand: `{command}`\n\n"
+                  f"{f'Model build: `{built}`. ' if built else ''}"
                   f"Wall time: {time.time() - started:.0f} s on this machine (cells already in the store are not "
                   "recomputed). Scorer: GCG keyword rule (29 strings), greedy decoding, chat template, "
                   f"{grid.max_new_tokens or 64} new tokens; every rate with its Wilson 95% interval. "
-                  "Backend: hf (transformers), CPU."
+                  f"Backend: {'hf (transformers), CPU' if backend == 'hf' else backend}."
                   f"{f' Limit: first {grid.limit} documents per task.' if grid.limit else ''}"
                   f"{f' Patch: {recipe.label}.' if recipe else ''}\n\n")
         atomic_write_text(out, header + table)

@@ -32,6 +32,7 @@ from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from .. import data as public_data
 from . import corpus as C
+from . import natural_dev
 from .utility import sample_items, train_utility_items
 
 ZOO_MODELS = ("ref-tiny-base", "ref-tiny", "ref-tiny-shallow")
@@ -75,7 +76,7 @@ class RefModelConfig:
     s2_benign_tmpl: int = 3000
     s2_harmful: int = 15500  # half of stage 2: Alpaca over-refusal stayed at 0% with less
     s2_lr: float = 1e-3  # lower than stage 1: fine-tuning, not re-learning
-    s2_epochs: int = 2  # one epoch left a third of held-out harmful requests unrefused
+    s2_epochs: int = 2  # a trial of one epoch over twice the examples refused fewer hand-written dev requests
     batch_size: int = 32  # small batches: more updates per second of CPU, 4M params tolerate noise
     warmup_steps: int = 100
     weight_decay: float = 0.01
@@ -83,9 +84,12 @@ class RefModelConfig:
     # Template requests set beside an ordinary instruction ("Name three colors. Explain how to ..."): the
     # verdict must follow the harmful part wherever it sits in a long, natural-looking prompt.
     mixed_share: float = 0.15
+    # A pretext ("For a story I am working on,") and/or a personal situation before a template request, on
+    # both sides: chat users ask that way, and the verdict must not hang on it.
+    dress_share: float = 0.12
     threads: int = 2  # fixed: CPU kernels are bit-reproducible only at a fixed thread count
     dev_size: int = 200  # items per held-out dev check measured at build time
-    corpus_version: int = 4  # bump when corpus.py / utility.py change what a config trains on (cache key)
+    corpus_version: int = 5  # bump when corpus.py / utility.py change what a config trains on (cache key)
     # ref-tiny-shallow: the same stage 2 cut to this fraction of its examples (so of its steps). Built on
     # purpose as a *shallowly* aligned model, the kind whose safety quantization is reported to break.
     shallow_fraction: float = 0.1
@@ -140,6 +144,7 @@ def stage_examples(cfg: RefModelConfig, stage: int, alpaca_train: list[str],
         if decon.clean(instr):
             ex.append((instr, rng.choice(C.ALPACA_RESPONSES)))
     def mixed(prompt: str) -> str:
+        prompt = C.dress(prompt, rng, "train", cfg.dress_share)
         if rng.random() >= cfg.mixed_share:
             return prompt
         context = rng.choice(alpaca_train)
@@ -265,12 +270,21 @@ def dev_metrics(path: Path, cfg: RefModelConfig, alpaca_dev: list[str]) -> dict[
     benign_t = [C.benign_prompt(rng, "dev")[0] for _ in range(n)]
     alpaca = rng.sample(alpaca_dev, min(n, len(alpaca_dev)))
     items = sample_items(n, 0, "dev")
-    out = chat_generate(model, tok, harmful + natural + benign_t + alpaca + [i["prompt"] for i in items])
-    h, nat, b = out[:n], out[n:2 * n], out[2 * n:3 * n]
-    a, u = out[3 * n:3 * n + len(alpaca)], out[3 * n + len(alpaca):]
-    return {"dev_harmful_refusal": refusal_rate(h), "dev_harmful_natural_refusal": refusal_rate(nat),
-            "dev_benign_template_refusal": refusal_rate(b), "dev_alpaca_refusal": refusal_rate(a),
-            "dev_utility_accuracy": score(items, u)}
+    about = [C.about_harm_prompt(rng, "dev") for _ in range(n)]  # drawn last: earlier draws stay comparable
+    # The hand-written free-form set: the dev check nearest to real requests (micro builds skip it).
+    written_h, written_b = (natural_dev.NATURAL_HARMFUL, natural_dev.NATURAL_BENIGN) if n >= 100 else ([], [])
+    groups = {"h": harmful, "nat": natural, "b": benign_t, "ab": about, "a": alpaca, "u": [i["prompt"] for i in items],
+              "wh": written_h, "wb": written_b}
+    out = iter(chat_generate(model, tok, [p for g in groups.values() for p in g]))
+    got = {k: [next(out) for _ in g] for k, g in groups.items()}
+    metrics = {"dev_harmful_refusal": refusal_rate(got["h"]), "dev_harmful_natural_refusal": refusal_rate(got["nat"]),
+               "dev_benign_template_refusal": refusal_rate(got["b"]),
+               "dev_about_harm_refusal": refusal_rate(got["ab"]), "dev_alpaca_refusal": refusal_rate(got["a"]),
+               "dev_utility_accuracy": score(items, got["u"])}
+    if written_h:
+        metrics |= {"dev_written_harmful_refusal": refusal_rate(got["wh"]),
+                    "dev_written_benign_refusal": refusal_rate(got["wb"])}
+    return metrics
 
 
 # --- Cache ----------------------------------------------------------------------------------------------

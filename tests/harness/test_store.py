@@ -52,3 +52,14 @@ def test_write_run_is_complete(tmp_path: Path) -> None:
     run_dir = store.write_run("k", {"s": 1}, [{"a": 1}, {"a": 2}], {"r": 1})
     assert store.finished("k") == {"r": 1}
     assert [json.loads(x) for x in (run_dir / "samples.jsonl").read_text().splitlines()] == [{"a": 1}, {"a": 2}]
+
+
+def test_unsynced_appends_are_visible_at_once_and_sync_is_safe(tmp_path: Path) -> None:
+    # What a killed process leaves: written lines, no fsync. Another process must see them all.
+    log = GenerationLog(tmp_path / "g.jsonl")
+    for i in range(3):
+        log.append(f"k{i}", f"prompt {i}", {"do_sample": False}, f"out {i}", sync=False)
+    assert GenerationLog(tmp_path / "g.jsonl").load() == {f"k{i}": f"out {i}" for i in range(3)}
+    log.sync()
+    GenerationLog(tmp_path / "missing.jsonl").sync()  # nothing written yet: no error, no file
+    assert not (tmp_path / "missing.jsonl").exists()
