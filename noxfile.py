@@ -72,7 +72,7 @@ def boards(session: nox.Session) -> None:
     for grid in ("paper-main", "paper-bits"):
         session.run("qresafe-bench", "sweep", "--spec", f"{out}/{grid}.yaml", "--out", f"{out}/{grid}.md", env=_env())
     session.run("qresafe-bench", "leaderboard", "--model", "ref-tiny", "--format", "md,csv,json,html", "--out", out,
-                env=_env())
+                "--no-prompt-text", env=_env())  # published: no copy of AdvBench's prompts, only their indices
 
 
 @nox.session(python=PYTHON)

@@ -224,9 +224,11 @@ def render_markdown(board: dict, paper: dict | None = None) -> str:
                ("broken by the patch", (row.get("patch_flips") or {}).get("to_unsafe_prompts"))) if flips]
     if listed:
         out += ["", f"### Flipped prompts (first {MAX_LISTED} of each; all in the JSON board)", ""]
+        if board.get("prompt_text"):
+            out += [f"Prompt text {board['prompt_text']}.", ""]
         for row, kind, flips in listed:
             out.append(f"- **{row_label(row)} {row['tier']}**, {kind} ({len(flips)}): " + "; ".join(
-                f"#{f['doc_id']} {_short(f['prompt'])}" for f in flips[:MAX_LISTED]))
+                f"#{f['doc_id']} {_short(f.get('prompt'))}" for f in flips[:MAX_LISTED]))
     if paper:
         from .paper import render_paper_markdown
 

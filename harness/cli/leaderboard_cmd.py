@@ -34,6 +34,9 @@ def leaderboard_command(
     patch: Annotated[str | None, typer.Option(help="Patch label whose variants are the 'after' columns "
                                                    "(default: qresafe if stored, else the most stored label).")] = None,
     paper: Annotated[bool, typer.Option(help="Append the paper's reported numbers (a separate table).")] = True,
+    prompt_text: Annotated[bool, typer.Option(help="Show flipped prompts' text; --no-prompt-text keeps only their "
+                                                   "row index in the data set (boards meant for publishing carry no "
+                                                   "copy of public data).")] = True,
     home: Home = None,
 ) -> None:
     """Before/after tables (method × bits, per calibration tier) with n, 95% intervals and paired tests."""
@@ -61,6 +64,8 @@ def leaderboard_command(
     for name in models:
         board = build_board(root, name, patch=patch)
         board["paper_reported"] = reported
+        if not prompt_text:
+            _drop_prompt_text(board)
         rendered = {
             "md": lambda b=board: render_markdown(b, reported),
             "csv": lambda b=board: render_csv(b),
@@ -76,6 +81,16 @@ def leaderboard_command(
                 atomic_write_text(path, text)
                 path.chmod(0o644)  # a published board is meant to be read
                 err.print(f"[dim]wrote {path}[/dim]")
+
+
+def _drop_prompt_text(board: dict) -> None:
+    """Keep each flipped prompt's document index, drop its text (the data set holds it)."""
+    board["prompt_text"] = "left out: flipped prompts are listed by document index (#N = row N of the task's data set)"
+    for row in board["rows"]:
+        for flips in (row.get("quant_flips"), row.get("patch_flips")):
+            for kind in ("to_unsafe_prompts", "to_safe_prompts"):
+                for flip in (flips or {}).get(kind) or []:
+                    flip.pop("prompt", None)
 
 
 def _safe(name: str) -> str:

@@ -191,3 +191,13 @@ def _cli(*args: str, home: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "QRESAFE_HOME": str(home)}
     return subprocess.run([sys.executable, "-m", "qresafe_bench.harness.cli.app", *args], capture_output=True,
                           text=True, env=env, timeout=300)
+
+
+def test_publishing_drops_prompt_text_keeps_indices() -> None:
+    from qresafe_bench.harness.cli.leaderboard_cmd import _drop_prompt_text
+
+    flips = {"to_unsafe_prompts": [{"doc_id": 3, "prompt": "some request"}], "to_safe_prompts": []}
+    board = {"rows": [{"quant_flips": flips, "patch_flips": None}]}
+    _drop_prompt_text(board)
+    assert board["rows"][0]["quant_flips"]["to_unsafe_prompts"] == [{"doc_id": 3}]
+    assert "document index" in board["prompt_text"]
