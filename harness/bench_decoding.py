@@ -9,7 +9,8 @@ the same dtype on the same device. The bare side is one `model.generate` call pe
 left-padded, nothing else. The harness side is `run_eval` on a fresh, empty store: lm-eval's request
 building and scoring, the StoreLM, one store append per generation (fsynced once per backend call).
 Prints generations per second for each and the ratio harness/bare of wall time (goal: within 1.10).
-Generation lengths can differ between the two only through sampling randomness; both stop at the same token budget or EOS.
+Generation lengths can differ between the two only through sampling randomness; both stop at the same
+token budget or EOS.
 """
 
 from __future__ import annotations
