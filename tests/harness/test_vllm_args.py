@@ -48,7 +48,8 @@ def test_loadable_formats_pass(tmp_path: Path, config: dict | None) -> None:
     assert vllm_refusal(_checkpoint(tmp_path / "m", config)) is None
 
 
-def test_vllm_args(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _adapter_variant(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, adapter_config: dict) -> ResolvedModel:
+    """A W4 compressed-tensors checkpoint with a LoRA adapter beside it, vLLM pretended installed."""
     import importlib.util
 
     real = importlib.util.find_spec
@@ -56,13 +57,17 @@ def test_vllm_args(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     model = _checkpoint(tmp_path / "m", _ct(4))
     adapter = tmp_path / "m" / "adapter"
     adapter.mkdir()
-    (adapter / "adapter_config.json").write_text(json.dumps({"r": 8}))
-    model = ResolvedModel(**{**model.__dict__, "adapter": str(adapter)})
+    (adapter / "adapter_config.json").write_text(json.dumps(adapter_config))
+    return ResolvedModel(**{**model.__dict__, "adapter": str(adapter)})
+
+
+def test_vllm_args(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    model = _adapter_variant(tmp_path, monkeypatch, {"r": 8})
     name, args = lm_eval_model_args(model, BackendSettings(name="vllm", tensor_parallel_size=2, max_model_len=256))
     assert name == "vllm"
     assert args["pretrained"] == str(tmp_path / "m") and args["dtype"] == "float32"
     assert args["tensor_parallel_size"] == 2 and args["data_parallel_size"] == 1 and args["max_model_len"] == 256
-    assert args["lora_local_path"] == str(adapter) and args["max_lora_rank"] == 8
+    assert args["lora_local_path"] == model.adapter and args["max_lora_rank"] == 8
     assert args["trust_remote_code"] is False and "quantization" not in args  # read from config.json by vLLM
 
 
@@ -71,14 +76,6 @@ def test_backend_is_in_the_generation_store_key() -> None:
 
 
 def test_adapter_without_a_rank_is_refused_not_guessed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import importlib.util
-
-    real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if name == "vllm" else real(name, *a))
-    model = _checkpoint(tmp_path / "m", _ct(4))
-    adapter = tmp_path / "m" / "adapter"
-    adapter.mkdir()
-    (adapter / "adapter_config.json").write_text(json.dumps({"lora_alpha": 16}))
-    model = ResolvedModel(**{**model.__dict__, "adapter": str(adapter)})
+    model = _adapter_variant(tmp_path, monkeypatch, {"lora_alpha": 16})
     with pytest.raises(BackendError, match="no readable rank"):
         lm_eval_model_args(model, BackendSettings(name="vllm"))
