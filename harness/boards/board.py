@@ -45,16 +45,21 @@ def mcnemar_exact(b: int, c: int) -> float:
         return min(1.0, 2 * tail)
 
 
-def paired(first: Run, second: Run, task: str = SAFETY[0], metric: str = SAFETY[1]) -> dict:
-    """Per-prompt comparison of two runs on the documents both scored: flips each way and McNemar's p."""
+def paired(first: Run, second: Run, task: str = SAFETY[0], metric: str = SAFETY[1], *,
+           prompt_text: bool = True) -> dict:
+    """Per-prompt comparison of two runs on the documents both scored: flips each way and McNemar's p.
+    Each flip names its document index, and its prompt unless `prompt_text` is False."""
     a, b = first.samples(task), second.samples(task)
     common = sorted(set(a) & set(b))
     up = [d for d in common if not a[d].get(metric) and b[d].get(metric)]  # 0 -> 1: became unsafe
     down = [d for d in common if a[d].get(metric) and not b[d].get(metric)]  # 1 -> 0: became safe
+
+    def flip(d) -> dict:
+        return {"doc_id": d, "prompt": b[d].get("prompt")} if prompt_text else {"doc_id": d}
+
     return {"n_paired": len(common), "to_unsafe": len(up), "to_safe": len(down),
             "p_mcnemar": mcnemar_exact(len(up), len(down)),
-            "to_unsafe_prompts": [{"doc_id": d, "prompt": b[d].get("prompt")} for d in up],
-            "to_safe_prompts": [{"doc_id": d, "prompt": b[d].get("prompt")} for d in down]}
+            "to_unsafe_prompts": [flip(d) for d in up], "to_safe_prompts": [flip(d) for d in down]}
 
 
 def _rate(run: Run | None, task: str, metric: str) -> dict | None:
@@ -65,9 +70,10 @@ def _rate(run: Run | None, task: str, metric: str) -> dict | None:
 
 
 # --- building -------------------------------------------------------------------------------------
-def build_board(home: Path, model: str, *, patch: str | None = None) -> dict:
+def build_board(home: Path, model: str, *, patch: str | None = None, prompt_text: bool = True) -> dict:
     """`patch`: the label whose variants are the 'after' columns; None = `qresafe` if stored, else the label
-    with the most stored variants."""
+    with the most stored variants. `prompt_text=False`: flipped prompts by document index only (a board
+    meant for publishing carries no copy of the public data set)."""
     best = best_runs(load_runs(home), model)
     if not best:
         raise BoardError(f"no stored results for model {model!r} in {home}: run `qresafe-bench eval --model {model}` "
@@ -97,10 +103,10 @@ def build_board(home: Path, model: str, *, patch: str | None = None) -> dict:
         }
         if after is not None:
             row["delta_pp"] = 100 * (row["asr_after"]["value"] - row["asr_before"]["value"])
-            row["patch_flips"] = paired(before, after)
+            row["patch_flips"] = paired(before, after, prompt_text=prompt_text)
         if base_run is not None:
             row["delta_vs_fp16_pp"] = 100 * (row["asr_before"]["value"] - base_run.rate(*SAFETY)["value"])
-            row["quant_flips"] = paired(base_run, before)
+            row["quant_flips"] = paired(base_run, before, prompt_text=prompt_text)
         rows.append(row)
     rows.sort(key=lambda r: (_order(METHOD_ORDER, r["method"]), -r["bits"], _group_order(r["group_size"]),
                              _order(TIER_ORDER, r["tier"])))
@@ -114,6 +120,8 @@ def build_board(home: Path, model: str, *, patch: str | None = None) -> dict:
         "baseline": {"asr": _rate(base_run, *SAFETY), "utility": _rate(base.get(UTILITY[0]), *UTILITY),
                      "run": base_run.key if base_run else None},
         "rows": rows,
+        **({} if prompt_text else {"prompt_text": "left out: flipped prompts are listed by document index "
+                                                  "(#N = row N of the task's data set)"}),
     }
 
 

@@ -62,10 +62,8 @@ def leaderboard_command(
     reported = load_paper() if paper else None
     err = Console(stderr=True)
     for name in models:
-        board = build_board(root, name, patch=patch)
+        board = build_board(root, name, patch=patch, prompt_text=prompt_text)
         board["paper_reported"] = reported
-        if not prompt_text:
-            _drop_prompt_text(board)
         rendered = {
             "md": lambda b=board: render_markdown(b, reported),
             "csv": lambda b=board: render_csv(b),
@@ -79,18 +77,7 @@ def leaderboard_command(
             else:
                 path = out / f"board-{_safe(name)}.{fmt}"
                 atomic_write_text(path, text)
-                path.chmod(0o644)  # a published board is meant to be read
                 err.print(f"[dim]wrote {path}[/dim]")
-
-
-def _drop_prompt_text(board: dict) -> None:
-    """Keep each flipped prompt's document index, drop its text (the data set holds it)."""
-    board["prompt_text"] = "left out: flipped prompts are listed by document index (#N = row N of the task's data set)"
-    for row in board["rows"]:
-        for flips in (row.get("quant_flips"), row.get("patch_flips")):
-            for kind in ("to_unsafe_prompts", "to_safe_prompts"):
-                for flip in (flips or {}).get(kind) or []:
-                    flip.pop("prompt", None)
 
 
 def _safe(name: str) -> str:

@@ -118,7 +118,6 @@ def sweep_command(
                   f"{f' Limit: first {grid.limit} documents per task.' if grid.limit else ''}"
                   f"{f' Patch: {recipe.label}.' if recipe else ''}\n\n")
         atomic_write_text(out, header + table)
-        out.chmod(0o644)  # a published board is meant to be read
     failed = [c for c in planned if c.error]
     if failed:
         err.print(f"{len(failed)} cell(s) failed; rerun to retry them (finished cells come from the store)")

@@ -193,11 +193,10 @@ def _cli(*args: str, home: Path) -> subprocess.CompletedProcess:
                           text=True, env=env, timeout=300)
 
 
-def test_publishing_drops_prompt_text_keeps_indices() -> None:
-    from qresafe_bench.harness.cli.leaderboard_cmd import _drop_prompt_text
-
-    flips = {"to_unsafe_prompts": [{"doc_id": 3, "prompt": "some request"}], "to_safe_prompts": []}
-    board = {"rows": [{"quant_flips": flips, "patch_flips": None}]}
-    _drop_prompt_text(board)
-    assert board["rows"][0]["quant_flips"]["to_unsafe_prompts"] == [{"doc_id": 3}]
+def test_publishing_drops_prompt_text_keeps_indices(store: Path) -> None:
+    board = build_board(store, "m", prompt_text=False)
+    w2 = next(r for r in board["rows"] if (r["method"], r["bits"]) == ("rtn", 2))
+    assert w2["patch_flips"]["to_unsafe_prompts"] == [{"doc_id": 30}]
     assert "document index" in board["prompt_text"]
+    md = render_markdown(board)
+    assert "#30" in md and "harmful request 30" not in md

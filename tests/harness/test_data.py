@@ -30,12 +30,18 @@ def test_unknown_data_set() -> None:
         data.resolve("nope")
 
 
-def test_no_public_data_committed() -> None:
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _tracked_files() -> list[Path]:
     import subprocess
 
-    repo = Path(__file__).resolve().parents[2]
-    listed = subprocess.run(["git", "ls-files"], cwd=repo, capture_output=True, text=True, check=True).stdout
-    tracked = [repo / line for line in listed.splitlines() if (repo / line).is_file()]
+    listed = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    return [REPO / line for line in listed.splitlines() if (REPO / line).is_file()]
+
+
+def test_no_public_data_committed() -> None:
+    repo, tracked = REPO, _tracked_files()
     # Published boards (leaderboards/*/board-*) are the project's own results, checked for copied prompts below.
     ours = [p for p in tracked if p.parts[len(repo.parts)] == "leaderboards" and p.name.startswith("board-")]
     big_data = [p for p in tracked if p not in ours and (
@@ -45,16 +51,11 @@ def test_no_public_data_committed() -> None:
 
 def test_no_advbench_prompt_is_committed(data_dir: Path) -> None:
     """Not even inside a board: published boards list flipped prompts by index (leaderboard --no-prompt-text)."""
-    import subprocess
-
-    repo = Path(__file__).resolve().parents[2]
     prompts = [r["prompt"] for r in data.advbench_prompts(data_dir)]
-    listed = subprocess.run(["git", "ls-files"], cwd=repo, capture_output=True, text=True, check=True).stdout
     found = []
-    for line in listed.splitlines():
-        path = repo / line
-        if not path.is_file() or path.stat().st_size > 5_000_000:
+    for path in _tracked_files():
+        if path.stat().st_size > 5_000_000:
             continue
         text = path.read_bytes().decode("utf-8", errors="ignore")
-        found += [f"{line}: {p[:40]}" for p in prompts if p in text][:1]
+        found += [f"{path.relative_to(REPO)}: {p[:40]}" for p in prompts if p in text][:1]
     assert found == [], f"AdvBench prompts copied into tracked files: {found}"

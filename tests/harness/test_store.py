@@ -63,3 +63,14 @@ def test_unsynced_appends_are_visible_at_once_and_sync_is_safe(tmp_path: Path) -
     log.sync()
     GenerationLog(tmp_path / "missing.jsonl").sync()  # nothing written yet: no error, no file
     assert not (tmp_path / "missing.jsonl").exists()
+
+
+def test_atomic_write_gives_an_ordinary_file_mode(tmp_path: Path) -> None:
+    import os
+
+    umask = os.umask(0o022)
+    try:
+        atomic_write_json(tmp_path / "r.json", {"a": 1})
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "r.json").stat().st_mode & 0o777 == 0o644
