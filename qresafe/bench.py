@@ -38,6 +38,7 @@ def bench(
     taus: Annotated[str, typer.Option(help="Comma-separated tau values for the ablation.")] = "0.2,0.4,0.6,0.8,1.0",
     steps: Annotated[int, typer.Option(help="Optimizer steps of every method.")] = 100,
     learning_rate: Annotated[float | None, typer.Option(help="Learning rate of the LoRA methods [5e-4].")] = None,
+    check_every: Annotated[int, typer.Option(help="Held-out checks every N steps, best kept (0 = off).")] = 0,
     n_tier_prompts: Annotated[int, typer.Option(help="Tier prompts in the patch set.")] = 64,
     n_harmful_prompts: Annotated[int, typer.Option(help="Harmful requests in the patch set.")] = 64,
     limit: Annotated[int | None, typer.Option(help="Evaluate the first N documents of each task.")] = None,
@@ -56,6 +57,7 @@ def bench(
     root = cache_root(home)
     spec = spec_from_options(model, quant, bits, calib, None)
     shared = dict(steps=steps, n_tier_prompts=n_tier_prompts, n_harmful_prompts=n_harmful_prompts)
+    checked = dict(check_every=check_every or None)  # not for dpo-full, which has no adapter to keep
 
     def log(msg: str) -> None:
         print(msg, file=sys.stderr)
@@ -64,9 +66,10 @@ def bench(
         request = EvalRequest(spec=variant, tasks=("advbench", "ref_utility"), limit=limit, data_dir=data_dir)
         return run_eval(request, home=root, log=log).results
 
-    recipes = [PatchRecipe.for_method(m.strip(), **shared, learning_rate=learning_rate if m.strip() != "dpo-full"
-                                      else None) for m in methods.split(",") if m.strip()]
-    recipes += [PatchRecipe.for_method("qresafe", tau=float(t), **shared, learning_rate=learning_rate)
+    recipes = [PatchRecipe.for_method(m.strip(), **shared, **({} if m.strip() == "dpo-full" else checked),
+                                      learning_rate=learning_rate if m.strip() != "dpo-full" else None)
+               for m in methods.split(",") if m.strip()]
+    recipes += [PatchRecipe.for_method("qresafe", tau=float(t), **shared, **checked, learning_rate=learning_rate)
                 for t in taus.split(",") if t.strip()]
     rows, seen = [], set()
     reference = {"full precision": evaluate(spec_from_options(model, "none", None, None, None)),

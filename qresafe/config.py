@@ -115,6 +115,11 @@ class PatchRecipe(BaseModel):
     target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
     max_length: int = 256  # tokens of prompt + response per sequence
     keep_fraction: float | None = None  # keep-critical: fraction of each layer kept in 16-bit
+    # Dose by held-out checks (dev_check.py): every `check_every` steps the model as it would be saved answers
+    # held-out harmful / benign / utility sets; the best checkpoint within `check_margin` of the unpatched
+    # model's benign refusal and utility is kept. 0 = off: the paper's fixed-step recipe.
+    check_every: int = 0
+    check_margin: float = 0.05
 
     def model_post_init(self, _context) -> None:
         if self.method == "keep-critical":
@@ -131,6 +136,10 @@ class PatchRecipe(BaseModel):
                 raise PatchError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
         if self.n_tier_prompts < 0 or self.n_harmful_prompts < 0 or self.n_tier_prompts + self.n_harmful_prompts < 1:
             raise PatchError("the patch set needs at least one prompt (--n-tier-prompts / --n-harmful-prompts)")
+        if self.check_every < 0 or not 0.0 <= self.check_margin <= 1.0:
+            raise PatchError("--check-every must be >= 0 (0 = off) and --check-margin in [0, 1]")
+        if self.check_every and self.method in ("dpo-full", "keep-critical"):
+            raise PatchError(f"--check-every keeps the best LoRA checkpoint; --method {self.method} has no adapter")
         if self.lora_r is not None and self.lora_r < 1:
             raise PatchError(f"--lora-r must be positive, got {self.lora_r}")
         if self.beta <= 0 or self.learning_rate <= 0:
@@ -158,7 +167,8 @@ class PatchRecipe(BaseModel):
         short = {"patch_tier": "tier", "n_tier_prompts": "ntier", "n_harmful_prompts": "nharm",
                  "max_new_tokens": "gen", "reidentify_every": "k", "score_loss": "loss", "learning_rate": "lr",
                  "lora_r": "r", "lora_alpha": "alpha", "batch_size": "bs", "max_length": "len",
-                 "target_modules": "targets", "keep_fraction": "f"}
+                 "target_modules": "targets", "keep_fraction": "f",
+                 "check_every": "check", "check_margin": "margin"}
         parts = [self.method]
         if self.keep_fraction is not None:
             parts.append(f"f{self.keep_fraction:g}")

@@ -135,8 +135,9 @@ def merge_into_compressed(variant_dir: Path, deltas: dict[str, torch.Tensor], ou
     return stats
 
 
-def dequantized_weights(variant_dir: Path, names: list[str] | None = None) -> dict[str, torch.Tensor]:
-    """s * (q - z) of each quantized layer of a pack-quantized checkpoint (fp32), straight from the file."""
+def grid_tensors(variant_dir: Path, names: list[str] | None = None
+                 ) -> dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor, tuple[int, int]]]:
+    """(q, scale, zero point, (q_min, q_max)) of each quantized layer, expanded to the weight's shape (fp32)."""
     from compressed_tensors.compressors.pack_quantized.helpers import unpack_from_int32
     from safetensors import safe_open
 
@@ -158,8 +159,13 @@ def dequantized_weights(variant_dir: Path, names: list[str] | None = None) -> di
                     n_groups = handle.get_tensor(f"{name}.weight_scale").shape[-1]
                     zero = expand_to_weight(unpack_from_int32(packed_zero, scheme.num_bits, torch.Size(
                         (shape[0], n_groups)), packed_dim=0).float(), shape, scheme)
-                out[name] = scale * (q - zero)
+                out[name] = (q, scale, zero, (scheme.q_min, scheme.q_max))
     return out
+
+
+def dequantized_weights(variant_dir: Path, names: list[str] | None = None) -> dict[str, torch.Tensor]:
+    """s * (q - z) of each quantized layer of a pack-quantized checkpoint (fp32), straight from the file."""
+    return {name: scale * (q - zero) for name, (q, scale, zero, _) in grid_tensors(variant_dir, names).items()}
 
 
 def save_adapter_variant(quantized_dir: Path, peft_model, out_dir: Path) -> None:

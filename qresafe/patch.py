@@ -251,14 +251,21 @@ def train_and_save(request: PatchRequest, base: ResolvedModel, quantized: Resolv
                 trainer = DPOTrainer(model=model, args=config, train_dataset=dataset, processing_class=tokenizer,
                                      peft_config=lora)
         _report_progress_through(trainer, log)
+        checker = _dev_checker(request, trainer, tokenizer, pairs, base, quantized, log) if recipe.check_every else None
         trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
         log(f"{recipe.method}: {len(pairs)} pairs, {recipe.steps} steps, batch {recipe.batch_size}, "
             f"lr {recipe.learning_rate}, beta {recipe.beta}, tau {recipe.tau}; {trainable} trainable parameters")
         result = trainer.train()
         train_seconds = time.perf_counter() - started
+        if checker is not None:
+            checker.restore_best()
+            details["dev_checks"] = checker.report()
+            log(f"dev checks: keeping the checkpoint of step {checker.best.step}"
+                + (" (no check improved on the unpatched model within the guard: the patch is empty)"
+                   if checker.best.step == 0 else ""))
     details.update(train_wall_seconds=round(train_seconds, 3), peak_memory_mb=memory.peak_mb,
                    memory_kind=memory.kind, trainable_parameters=trainable,
-                   train_loss=round(float(result.training_loss), 6), steps=recipe.steps,
+                   train_loss=round(float(result.training_loss), 6), steps=trainer.state.global_step,
                    loss_history=[round(float(e["loss"]), 6) for e in trainer.state.log_history if "loss" in e])
     if isinstance(trainer, MaskedDPOTrainer):
         details["masks"] = trainer.mask_summary()
@@ -299,6 +306,28 @@ def train_and_save(request: PatchRequest, base: ResolvedModel, quantized: Resolv
         details.update(saved_as="PEFT adapter on the quantized base (adapter/)")
     shutil.rmtree(config.output_dir, ignore_errors=True)
     return details
+
+
+def _dev_checker(request: PatchRequest, trainer, tokenizer, pairs: list[PreferencePair], base: ResolvedModel,
+                 quantized: ResolvedModel, log: Callable[[str], None]):
+    """The held-out check callback (dev_check.py), added to `trainer`; measures the full-precision target."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from .dev_check import DevCheckCallback, GridView, check_sets, measure
+    from .trainer import lora_factors
+
+    factors = lora_factors(trainer.model)
+    exclude = {m["content"] for p in pairs for m in p.prompt.messages if m["role"] == "user"}
+    sets = check_sets(request.data_dir, exclude)
+    full_precision = AutoModelForCausalLM.from_pretrained(base.location, dtype="auto", use_safetensors=True)
+    reference = measure(full_precision.to(request.device).eval(), tokenizer, sets, step=-1)
+    del full_precision
+    grid = GridView(Path(quantized.location), factors) if request.spec.quant in UNIFORM_GRID_METHODS else None
+    checker = DevCheckCallback(trainer, tokenizer, sets, request.recipe.check_every, request.recipe.check_margin,
+                               reference=reference, factors=factors, grid=grid, log=log)
+    trainer.add_callback(checker)
+    return checker
 
 
 def _report_progress_through(trainer, log: Callable[[str], None]) -> None:

@@ -47,6 +47,11 @@ def patch_command(
     reidentify_every: Annotated[int | None, typer.Option(help="K: re-identify safety-critical weights every K "
                                                               "steps [1000].")] = None,
     score_loss: Annotated[str | None, typer.Option(help="Loss the SNIP scores use: dpo or nll [dpo].")] = None,
+    check_every: Annotated[int | None, typer.Option(help="Every N steps, check the model as saved on held-out "
+                                                         "harmful/benign/utility sets and keep the best checkpoint "
+                                                         "(qresafe/dev_check.py) [0 = off].")] = None,
+    check_margin: Annotated[float | None, typer.Option(help="Benign refusal may rise, utility fall, by at most "
+                                                            "this much in a kept checkpoint [0.05].")] = None,
     keep_safety_critical: Annotated[float | None, typer.Option(
         help="No fine-tuning: keep this fraction of each layer (top SNIP) in 16-bit, quantize the rest.")] = None,
     max_new_tokens: Annotated[int | None, typer.Option(help="Length of y_w and y_l [64, the evals' own].")] = None,
@@ -83,7 +88,8 @@ def patch_command(
         method, patch_tier=patch_tier, n_tier_prompts=n_tier_prompts, n_harmful_prompts=n_harmful_prompts, tau=tau,
         beta=beta, lora_r=lora_r, lora_alpha=lora_alpha, steps=steps, batch_size=train_batch_size,
         learning_rate=learning_rate, reidentify_every=reidentify_every, score_loss=score_loss,
-        keep_fraction=keep_safety_critical, max_new_tokens=max_new_tokens, seed=seed,
+        keep_fraction=keep_safety_critical, max_new_tokens=max_new_tokens, seed=seed, check_every=check_every,
+        check_margin=check_margin,
         target_modules=tuple(t.strip() for t in target_modules.split(",") if t.strip()) if target_modules else None)
     request = PatchRequest(spec=spec, recipe=recipe, data_dir=data_dir, models_file=models_file,
                            backend=BackendSettings(name=backend, batch_size=batch_size, device=device), device=device)

@@ -25,7 +25,14 @@ def load(path: Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
 def chat_generate(model: PreTrainedModel, tok: PreTrainedTokenizerBase, prompts: list[str], *,
                   system: str | None = None, max_new_tokens: int = 64, batch_size: int = 64) -> list[str]:
     """Greedy completions of user ``prompts`` (chat template applied), decoded without specials."""
-    tok.padding_side = "left"  # generation continues from the right edge of every row
+    side, tok.padding_side = tok.padding_side, "left"  # generation continues from the right edge of every row
+    try:
+        return _generate(model, tok, prompts, system, max_new_tokens, batch_size)
+    finally:
+        tok.padding_side = side  # the caller's tokenizer (a trainer's, say) is left as it was
+
+
+def _generate(model, tok, prompts, system, max_new_tokens, batch_size) -> list[str]:
     texts = [tok.apply_chat_template(([{"role": "system", "content": system}] if system else [])
                                      + [{"role": "user", "content": p}],
                                      tokenize=False, add_generation_prompt=True) for p in prompts]
@@ -35,7 +42,8 @@ def chat_generate(model: PreTrainedModel, tok: PreTrainedTokenizerBase, prompts:
     by_index: dict[int, str] = {}
     for start in range(0, len(order), batch_size):
         idx = order[start:start + batch_size]
-        enc = tok([texts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False)
+        enc = tok([texts[i] for i in idx], return_tensors="pt", padding=True,
+                  add_special_tokens=False).to(model.device)
         out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
                              eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
         for i, row in zip(idx, out[:, enc["input_ids"].shape[1]:], strict=True):
