@@ -311,7 +311,6 @@ def train_and_save(request: PatchRequest, base: ResolvedModel, quantized: Resolv
 def _dev_checker(request: PatchRequest, trainer, tokenizer, pairs: list[PreferencePair], base: ResolvedModel,
                  quantized: ResolvedModel, log: Callable[[str], None]):
     """The held-out check callback (dev_check.py), added to `trainer`; measures the full-precision target."""
-    import torch
     from transformers import AutoModelForCausalLM
 
     from .dev_check import DevCheckCallback, GridView, check_sets, measure
