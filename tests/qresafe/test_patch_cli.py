@@ -195,3 +195,18 @@ def test_patch_an_aqlm_variant_then_eval(tiny_random_dir, tmp_path, home, data_d
     assert report["saved_as"].startswith("PEFT adapter") and (path / "adapter" / "adapter_model.safetensors").is_file()
     assert json.loads((path / "config.json").read_text())["quantization_config"]["quant_method"] == "aqlm"
     assert report["masks"]["identified_at_steps"] == [0] and report["trainable_parameters"] > 0
+
+
+def test_patch_with_dev_checks_keeps_a_checked_step(tiny_random_dir, home, data_dir, monkeypatch, capsys) -> None:
+    code, out, err = run_cli(["patch", "--model", str(tiny_random_dir), "--quant", "rtn", "--bits", "2", *SMALL,
+                              "--learning-rate", "0.05", "--check-every", "1", "--json", "--data-dir", str(data_dir)],
+                             monkeypatch, capsys)
+    assert code == 0, err
+    report = json.loads(out)
+    checks = report["dev_checks"]
+    assert report["label"].endswith("-check1") and checks["every"] == 1 and checks["full_precision"]["step"] == -1
+    steps = [c["step"] for c in checks["history"]]
+    assert steps[0] == 0 and steps == list(range(len(steps))) and checks["kept_step"] in steps
+    assert report["steps"] == steps[-1]  # training ran up to the last check (stopped early or not)
+    if checks["kept_step"] == 0:  # the unpatched grid was kept: nothing may have moved
+        assert report["merge"]["changed"] == 0
