@@ -35,6 +35,7 @@ AdvBench stays the test.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -130,8 +131,16 @@ class DevCheckCallback(TrainerCallback):
         self.best: CheckResult | None = None
         self._best_state: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self._bad_in_a_row = 0
+        self.seconds = 0.0  # spent in checks: reported apart from the training's own time
 
     def _check(self, step: int) -> CheckResult:
+        started = time.perf_counter()
+        try:
+            return self._measured_check(step)
+        finally:
+            self.seconds += time.perf_counter() - started
+
+    def _measured_check(self, step: int) -> CheckResult:
         model = self.trainer.model
         was_training = model.training
         model.eval()
@@ -187,7 +196,8 @@ class DevCheckCallback(TrainerCallback):
 
     def report(self) -> dict:
         kept = self.best
-        return {"every": self.every, "margin": self.margin, "harmful_n": len(self.sets.harmful),
+        return {"every": self.every, "margin": self.margin, "check_seconds": round(self.seconds, 3),
+                "harmful_n": len(self.sets.harmful),
                 "benign_n": len(self.sets.benign), "utility_n": len(self.sets.utility),
                 "full_precision": asdict(self.reference), "kept_step": kept.step if kept else None,
                 "restored": bool(kept and self.restored(kept)), "history": [asdict(r) for r in self.history]}

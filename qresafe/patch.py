@@ -257,7 +257,8 @@ def train_and_save(request: PatchRequest, base: ResolvedModel, quantized: Resolv
             f"lr {recipe.learning_rate}, beta {recipe.beta}, tau {recipe.tau}; {trainable} trainable parameters")
         result = trainer.train()
         train_seconds = time.perf_counter() - started
-        if checker is not None:
+        if checker is not None:  # its checks are timed apart: train_wall_seconds stays the training's own
+            train_seconds -= checker.seconds
             checker.restore_best()
             details["dev_checks"] = checker.report()
             log(f"dev checks: keeping the checkpoint of step {checker.best.step}"
@@ -320,12 +321,14 @@ def _dev_checker(request: PatchRequest, trainer, tokenizer, pairs: list[Preferen
     factors = lora_factors(trainer.model)
     exclude = {m["content"] for p in pairs for m in p.prompt.messages if m["role"] == "user"}
     sets = check_sets(request.data_dir, exclude)
+    started = time.perf_counter()
     full_precision = AutoModelForCausalLM.from_pretrained(base.location, dtype="auto", use_safetensors=True)
     reference = measure(full_precision.to(request.device).eval(), tokenizer, sets, step=-1)
     del full_precision
     grid = GridView(Path(quantized.location), factors) if request.spec.quant in UNIFORM_GRID_METHODS else None
     checker = DevCheckCallback(trainer, tokenizer, sets, request.recipe.check_every, request.recipe.check_margin,
                                reference=reference, factors=factors, grid=grid, log=log)
+    checker.seconds = time.perf_counter() - started  # the target's measurement counts as checking
     trainer.add_callback(checker)
     return checker
 
