@@ -84,24 +84,32 @@ def bench(
     lines = [f"# Q-resafe bench: {spec.slug}, {steps} steps, {rows[0][1]['pairs'] if rows else 0} pairs", "",
              "Scorer: GCG keyword rule (29 strings), greedy, chat template; reference utility: exact checks. "
              "Wall time and peak memory: training only (pair generation is shared and stored).", "",
-             "| variant | tau | train wall (s) | peak memory (MB) | trainable params | merged entries moved "
-             "| AdvBench ASR [95% CI] | ref utility [95% CI] |", "|---|---|---|---|---|---|---|---|"]
+             "| variant | tau | steps run | train wall (s) | s / step | peak memory (MB) | trainable params "
+             "| merged entries moved | AdvBench ASR [95% CI] | ref utility [95% CI] |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for name, results in reference.items():
-        lines.append(f"| {name} | - | - | - | - | - | {_rate(results, 'advbench', 'asr')} "
+        lines.append(f"| {name} | - | - | - | - | - | - | - | {_rate(results, 'advbench', 'asr')} "
                      f"| {_rate(results, 'ref_utility', 'accuracy')} |")
     for recipe, report, results in rows:
         wall = report.get("train_wall_seconds", report.get("snip_wall_seconds"))
+        ran = report.get("steps", "-")
+        per_step = f"{wall / ran:.3f}" if isinstance(wall, (int, float)) and isinstance(ran, int) and ran else "-"
         moved = report.get("merge", {}).get("changed", "-")
-        lines.append(f"| {recipe.label} | {recipe.tau:g} | {wall} | {report.get('peak_memory_mb', '-')} "
-                     f"| {report['trainable_parameters']} | {moved} | {_rate(results, 'advbench', 'asr')} "
-                     f"| {_rate(results, 'ref_utility', 'accuracy')} |")
-    walls = {}
+        lines.append(f"| {recipe.label} | {recipe.tau:g} | {ran} | {wall} | {per_step} "
+                     f"| {report.get('peak_memory_mb', '-')} | {report['trainable_parameters']} | {moved} "
+                     f"| {_rate(results, 'advbench', 'asr')} | {_rate(results, 'ref_utility', 'accuracy')} |")
+    walls, steps_run = {}, {}
     for recipe, report, _ in rows:  # the first qresafe row at the paper's tau, and full DPO
         key = "qresafe" if recipe.method == "qresafe" and recipe.tau == PatchRecipe().tau else recipe.method
         walls.setdefault(key, report.get("train_wall_seconds"))
+        steps_run.setdefault(key, report.get("steps"))
     if walls.get("qresafe") and walls.get("dpo-full"):
         lines += ["", f"Q-resafe / full-parameter DPO wall-time ratio: {walls['qresafe'] / walls['dpo-full']:.3f} "
                       f"({walls['qresafe']:.1f} s / {walls['dpo-full']:.1f} s; paper: about 1/8 = 0.125)"]
+        if steps_run.get("qresafe") and steps_run.get("dpo-full") and steps_run["qresafe"] != steps_run["dpo-full"]:
+            ratio = (walls["qresafe"] / steps_run["qresafe"]) / (walls["dpo-full"] / steps_run["dpo-full"])
+            lines.append(f"Per optimizer step (the runs stopped at different steps: held-out checks): {ratio:.3f}. "
+                         "Time spent in the checks themselves is reported apart (`check_seconds`).")
     table = "\n".join(lines)
     print(table)
     if out:
