@@ -210,12 +210,18 @@ def _evaluate_tasks(request: EvalRequest, lm: StoreLM, model: registry.ResolvedM
 
     def one_pass(task: str, limit: int | None, extra: dict) -> dict:
         manager = TaskManager(include_path=str(TASKS_DIR), include_defaults=False, metadata={**base_meta, **extra})
-        return simple_evaluate(
-            model=lm, tasks=[task], limit=limit, task_manager=manager,
-            apply_chat_template=True, system_instruction=model.system_prompt, gen_kwargs=gen_kwargs,
-            log_samples=True, bootstrap_iters=0, random_seed=request.seed, numpy_random_seed=request.seed,
-            torch_random_seed=request.seed, fewshot_random_seed=request.seed,
-        )
+        try:
+            return simple_evaluate(
+                model=lm, tasks=[task], limit=limit, task_manager=manager,
+                apply_chat_template=True, system_instruction=model.system_prompt, gen_kwargs=gen_kwargs,
+                log_samples=True, bootstrap_iters=0, random_seed=request.seed, numpy_random_seed=request.seed,
+                torch_random_seed=request.seed, fewshot_random_seed=request.seed,
+            )
+        except AssertionError as exc:  # lm-eval's check of the task's token budget against the model's length
+            if "maximum sequence length" not in str(exc):
+                raise
+            raise EvalError(f"{task}: {str(exc).rstrip('.')}; pass --max-new-tokens below the model's length "
+                            "(the task's own budget is for long-context chat models)") from None
 
     for task in request.tasks:
         meta = task_metadata(task)

@@ -99,3 +99,15 @@ def test_console_script_exit_codes(tmp_path) -> None:
     assert done.returncode == 1 and done.stderr.startswith("error: unknown model")
     usage = subprocess.run([str(exe), "eval", "--no-such-option"], capture_output=True, text=True)
     assert usage.returncode == 2
+
+
+def test_a_token_budget_past_the_models_length_is_one_line(tiny_random_dir, cli_home, data_dir, monkeypatch,
+                                                            capsys) -> None:
+    # MT-bench asks for 1024 new tokens; the reference models hold 320 positions (this one 256)
+    args = ["eval", "--model", str(tiny_random_dir), "--tasks", "advbench", "--limit", "1", "--max-new-tokens", "300",
+            "--data-dir", str(data_dir)]
+    code, out, err = run_cli(args, monkeypatch, capsys)
+    # (lm-eval's progress bar may share the line the error ends)
+    errors = [line[line.index("error:"):] for line in err.splitlines() if "error:" in line]
+    assert code == 1 and out == "" and len(errors) == 1 and "pass --max-new-tokens below" in errors[0]
+    assert not (cli_home / "runs").exists()
