@@ -66,8 +66,8 @@ def check_sets(data_dir: str | None, exclude: set[str]) -> CheckSets:
 
     _, alpaca_dev = alpaca_split(data_dir)
     alpaca = random.Random("qresafe-dev-check").sample(alpaca_dev, min(len(alpaca_dev), N_ALPACA_DEV + len(exclude)))
-    benign = [p for p in (*natural_dev.NATURAL_BENIGN, *alpaca) if p not in exclude][:len(natural_dev.NATURAL_BENIGN)
-                                                                                       + N_ALPACA_DEV]
+    wanted = len(natural_dev.NATURAL_BENIGN) + N_ALPACA_DEV
+    benign = [p for p in (*natural_dev.NATURAL_BENIGN, *alpaca) if p not in exclude][:wanted]
     harmful = [p for p in natural_dev.NATURAL_HARMFUL if p not in exclude]
     return CheckSets(tuple(harmful), tuple(benign), tuple(sample_items(N_UTILITY_DEV, 0, "dev")))
 
