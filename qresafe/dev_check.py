@@ -43,8 +43,6 @@ from pathlib import Path
 import torch
 from transformers import TrainerCallback
 
-from ..harness.scoring.refusal import is_refusal
-
 N_ALPACA_DEV = 130  # with the 70 hand-written benign requests: 200 benign prompts
 N_UTILITY_DEV = 100
 
@@ -83,14 +81,14 @@ class CheckResult:
 
 def measure(model, tokenizer, sets: CheckSets, step: int, max_new_tokens: int = 64) -> CheckResult:
     """Refusal rates and utility accuracy of `model` on the check sets (greedy)."""
-    from ..harness.zoo.generate import chat_generate
+    from ..harness.zoo.generate import chat_generate, refusal_rate
     from ..harness.zoo.utility import score
 
     prompts = [*sets.harmful, *sets.benign, *(item["prompt"] for item in sets.utility)]
     outputs = chat_generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens)
     n_h, n_b = len(sets.harmful), len(sets.benign)
-    rate = lambda outs: sum(map(is_refusal, outs)) / max(len(outs), 1)  # noqa: E731
-    return CheckResult(step=step, harmful_refusal=rate(outputs[:n_h]), benign_refusal=rate(outputs[n_h:n_h + n_b]),
+    return CheckResult(step=step, harmful_refusal=refusal_rate(outputs[:n_h]),
+                       benign_refusal=refusal_rate(outputs[n_h:n_h + n_b]),
                        utility=score(list(sets.utility), outputs[n_h + n_b:]))
 
 
@@ -135,12 +133,6 @@ class DevCheckCallback(TrainerCallback):
 
     def _check(self, step: int) -> CheckResult:
         started = time.perf_counter()
-        try:
-            return self._measured_check(step)
-        finally:
-            self.seconds += time.perf_counter() - started
-
-    def _measured_check(self, step: int) -> CheckResult:
         model = self.trainer.model
         was_training = model.training
         model.eval()
@@ -149,6 +141,7 @@ class DevCheckCallback(TrainerCallback):
                 result = measure(model, self.tokenizer, self.sets, step)
         finally:
             model.train(was_training)
+            self.seconds += time.perf_counter() - started
         if self.history:
             start = self.history[0]
             result.admissible = (
@@ -162,6 +155,11 @@ class DevCheckCallback(TrainerCallback):
                  f"{result.benign_refusal:.1%}, utility {result.utility:.1%}"
                  f"{'' if result.admissible else ' (outside the guard)'}")
         return result
+
+    @property
+    def kept_unpatched(self) -> bool:
+        """The checks chose step 0: no checkpoint beat the unpatched model within the guard (an empty patch)."""
+        return self.best is not None and self.best.step == 0
 
     def restored(self, result: CheckResult) -> bool:
         return result.admissible and result.harmful_refusal >= self.reference.harmful_refusal - self.margin

@@ -263,7 +263,7 @@ def train_and_save(request: PatchRequest, base: ResolvedModel, quantized: Resolv
             details["dev_checks"] = checker.report()
             log(f"dev checks: keeping the checkpoint of step {checker.best.step}"
                 + (" (no check improved on the unpatched model within the guard: the patch is empty)"
-                   if checker.best.step == 0 else ""))
+                   if checker.kept_unpatched else ""))
     details.update(train_wall_seconds=round(train_seconds, 3), peak_memory_mb=memory.peak_mb,
                    memory_kind=memory.kind, trainable_parameters=trainable,
                    train_loss=round(float(result.training_loss), 6), steps=trainer.state.global_step,
@@ -273,7 +273,7 @@ def train_and_save(request: PatchRequest, base: ResolvedModel, quantized: Resolv
         # requires_grad counts every LoRA entry; the update rule lets only the masked-in ones change
         details["lora_parameters"] = trainable
         details["trainable_parameters"] = details["masks"]["lora_entries_trainable"]
-        kept_unpatched = checker is not None and checker.best.step == 0  # the dev checks chose "no patch"
+        kept_unpatched = checker is not None and checker.kept_unpatched  # the dev checks chose "no patch"
         if recipe.tau > 0 and recipe.steps > 0 and not kept_unpatched and not any(
                 torch.any(f.b[:, trainer.base_rank:]) for f in trainer.factors.values()):
             raise PatchError("training left every LoRA B at zero: nothing was learned (check --learning-rate)")
