@@ -1,26 +1,32 @@
 """One evaluation: a variant spec + tasks -> scored results in the run store.
 
 The order matters for cost: the store is consulted before any model is loaded, and the model is
-loaded only if some request has no stored generation (see backends.StoreLM).
+loaded only if some request has no stored generation (see store_lm.StoreLM).
 """
 
 from __future__ import annotations
 
+import copy
+import functools
 import hashlib
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..tasks import TASKS_DIR  # the installed task folders
 from . import registry
-from .backends import BackendSettings, StoreLM
+from .backends import BackendSettings
 from .data import ALPACA_EVAL_REFERENCES, data_dir_from_env
 from .data import resolve as resolve_data
 from .spec import VariantSpec
 from .stats import rate_of
 from .store import RunStore, stable_hash
+
+if TYPE_CHECKING:
+    from .store_lm import StoreLM
 
 SCORING_DIR = Path(__file__).resolve().parent / "scoring"
 # Harness code that task scorers run (issue 5): editing it invalidates results like editing a task does.
@@ -100,14 +106,20 @@ class EvalOutcome:
 
 def task_config(task: str) -> dict:
     """A task's YAML (read without executing its `!function` tags, which stay strings)."""
+    path = next(p for p in (TASKS_DIR / task).glob("*.yaml") if not p.name.startswith("_"))
+    return copy.deepcopy(_parse_task_yaml(str(path), path.stat().st_mtime_ns))
+
+
+@functools.lru_cache(maxsize=64)
+def _parse_task_yaml(path: str, mtime_ns: int) -> dict:
+    """Parsed once per file version: a sweep asks for each task's config hundreds of times."""
     import yaml
 
-    class _Loader(yaml.SafeLoader):
+    class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
         pass
 
     _Loader.add_constructor("!function", lambda loader, node: loader.construct_scalar(node))
-    path = next(p for p in (TASKS_DIR / task).glob("*.yaml") if not p.name.startswith("_"))
-    return yaml.load(path.read_text(), Loader=_Loader) or {}
+    return yaml.load(Path(path).read_text(), Loader=_Loader) or {}
 
 
 def task_metadata(task: str) -> dict:
@@ -169,6 +181,7 @@ def run_eval(request: EvalRequest, *, home: Path, models_file: str | None = None
 
     _quiet_libraries()
     from . import judges
+    from .store_lm import StoreLM  # lm-eval is imported only when something must be evaluated
 
     generations = store.generations(f"{request.spec.id}-{stable_hash(model.fingerprint, 8)}", request.backend.name)
     lm = StoreLM(model, request.backend, generations, on_item=on_item)

@@ -7,6 +7,7 @@ always be given directly as ``--model /path/to/dir``.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -72,6 +73,13 @@ def load_registry(models_file: str | Path | None = None) -> dict[str, ModelEntry
 def _read_registry_file(path: Path) -> dict[str, ModelEntry]:
     if not path.is_file():
         raise RegistryError(f"models file {path} does not exist")
+    stat = path.stat()
+    return dict(_parse_registry_file(path, stat.st_mtime_ns, stat.st_size))
+
+
+@functools.lru_cache(maxsize=16)
+def _parse_registry_file(path: Path, mtime_ns: int, size: int) -> dict[str, ModelEntry]:
+    """Parsed once per file version: a sweep resolves its models dozens of times."""
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:

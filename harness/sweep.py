@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from ..qresafe.config import PatchRefused
 from .backends import BackendSettings
 from .evaluate import EvalRequest, run_eval
 from .quantize.base import METHODS, QuantError, method_info
@@ -258,6 +259,9 @@ def run_sweep(grid: SweepGrid, *, home: Path, data_dir: str | None, backend: Bac
                 try:
                     _run_cell(cell, planned, grid, home=home, data_dir=data_dir, backend=backend, log=log,
                               progress=progress, models_file=models_file)
+                except PatchRefused as exc:  # decided by stored generations: a result, not a failure to retry
+                    cell.skipped = f"patch refused: {exc}"
+                    log(f"{cell.spec.slug}: {cell.skipped}")
                 except Exception as exc:  # noqa: BLE001 - one broken cell must not stop the grid; it is reported
                     if not keep_going:
                         raise

@@ -38,6 +38,11 @@ class PatchError(RuntimeError):
     """A patch request that cannot be served (one-line message)."""
 
 
+class PatchRefused(PatchError):
+    """A refusal decided by the stored generations alone (the patch set is empty), so it is stored beside the
+    variant it would have built and given again without recomputation, like any other result of the run."""
+
+
 class PatchRecipe(BaseModel):
     """How one patched variant was made: plain data, round-trips YAML, unknown keys are errors.
 

@@ -11,7 +11,7 @@ project's templates (the `dev` split the reference models never trained on). Bot
 decontaminator (no normalised match, no shared 8-gram with AdvBench, the Alpaca val split or the
 utility test items); tests check it.
 
-Responses are generated through the evaluation path itself: `StoreLM` (harness/backends.py) in front of
+Responses are generated through the evaluation path itself: `StoreLM` (harness/store_lm.py) in front of
 lm-eval's `hf` model, greedy, the chat template applied by the same `apply_chat_template`, the
 advbench task's generation settings. So each response lands in the run store under the same key an
 eval of that variant would use: generation is resumable, nothing is generated twice, and a later
@@ -28,11 +28,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..harness.backends import BackendSettings, StoreLM
+from ..harness.backends import BackendSettings
 from ..harness.registry import ResolvedModel
 from ..harness.spec import VariantSpec
 from ..harness.store import RunStore, stable_hash
-from .config import PatchError, PatchRecipe
+from ..harness.store_lm import StoreLM
+from .config import PatchError, PatchRecipe, PatchRefused
 
 TIER_SIZE = 128  # = harness.variants.CALIBRATION_SIZE: the quantizer's own tier, built once
 TIER_SEED = 0  # = QuantRecipe.seed: the same cache entry as the quantizer's
@@ -121,7 +122,7 @@ def build_pairs(prompts: list[PatchPrompt], chosen: list[str], rejected: list[st
              if w.strip() != lose.strip()]
     dropped = len(prompts) - len(pairs)
     if not pairs:
-        raise PatchError(f"the patch set is empty: the full-precision and quantized models answer all {len(prompts)} "
+        raise PatchRefused(f"the patch set is empty: the full-precision and quantized models answer all {len(prompts)} "
                          "prompts identically, so there is nothing to patch (try more prompts or another tier)")
     return pairs, dropped
 

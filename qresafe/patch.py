@@ -50,6 +50,7 @@ from .config import (
     UNIFORM_GRID_METHODS,
     PatchError,
     PatchRecipe,
+    PatchRefused,
     auto_lora_rank,
 )
 from .pairs import PreferencePair, build_pairs, generate_responses, patch_prompts
@@ -112,10 +113,19 @@ def run_patch(request: PatchRequest, *, home: Path, log: Callable[[str], None] =
     path = variant_dir(home, target, base)
     if is_complete(path) and (path / "qresafe_report.json").is_file():
         return PatchOutcome(target, path, read_json(path / "qresafe_report.json"), from_store=True)
+    refusal = refusal_record(path)
+    if refusal.is_file():
+        log(f"{target.slug}: refused before, for the same stored generations ({refusal}; delete it to try again)")
+        raise PatchRefused(read_json(refusal)["reason"])
     quantized = resolve(request.spec, cache_root=home, data_dir=request.data_dir, models_file=request.models_file,
                         log=log)
 
-    pairs, dropped, n_prompts = preference_pairs(request, base, quantized, home=home, log=log, on_item=on_generated)
+    try:
+        pairs, dropped, n_prompts = preference_pairs(request, base, quantized, home=home, log=log,
+                                                     on_item=on_generated)
+    except PatchRefused as exc:
+        atomic_write_json(refusal, {"reason": str(exc), "spec": target.canonical(), "variant_id": target.id})
+        raise
     log(f"patch set: {len(pairs)} pairs ({dropped} of {n_prompts} dropped: y_w == y_l)")
 
     with building(path) as tmp:
@@ -135,6 +145,11 @@ def run_patch(request: PatchRequest, *, home: Path, log: Callable[[str], None] =
         if not (tmp / "qresafe_recipe.yaml").exists():
             shutil.copy2(Path(quantized.location) / "qresafe_recipe.yaml", tmp / "qresafe_recipe.yaml")
     return PatchOutcome(target, path, report, from_store=False)
+
+
+def refusal_record(path: Path) -> Path:
+    """Where a stored refusal of the variant at `path` lives: beside it, so its key is the variant's own."""
+    return path.with_name(f"{path.name}.refused.json")
 
 
 def preference_pairs(request: PatchRequest, base: ResolvedModel, quantized: ResolvedModel, *, home: Path,

@@ -176,5 +176,6 @@ class _RichProgress:
             self.bar.remove_task(self.step_task)
             self.step_task = None
         self.bar.advance(self.grid_task)
-        status = "from the store" if cell.from_store else ("error: " + cell.error if cell.error else "done")
+        status = ("skipped: " + cell.skipped if cell.skipped else "from the store" if cell.from_store
+                  else "error: " + cell.error if cell.error else "done")
         self.bar.console.print(f"[dim]{cell.spec.slug}: {status} ({cell.seconds:.1f} s)[/dim]")

@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from .. import data as public_data
@@ -211,6 +210,8 @@ def encode(tok: PreTrainedTokenizerFast, examples: list[tuple[str | None, str, s
 # --- Training -----------------------------------------------------------------------------------------
 def _batches(data: list[tuple[list[int], int]], cfg: RefModelConfig, rng: random.Random, pad: int):
     """Shuffled, length-grouped batches (little padding), as (input_ids, attention_mask, labels)."""
+    import torch
+
     order = list(range(len(data)))
     rng.shuffle(order)
     chunk = cfg.batch_size * 50
@@ -235,6 +236,8 @@ def _batches(data: list[tuple[list[int], int]], cfg: RefModelConfig, rng: random
 def train(model: LlamaForCausalLM, data: list[tuple[list[int], int]], cfg: RefModelConfig, *, lr: float,
           epochs: int, seed: int, pad: int, log: Callable[[str], None]) -> None:
     """Plain AdamW with linear warmup and cosine decay; fully deterministic on CPU."""
+    import torch
+
     rng = random.Random(f"order:{seed}")
     steps = epochs * math.ceil(len(data) / cfg.batch_size)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
@@ -306,7 +309,7 @@ def verify(path: Path) -> None:
             if fname == "model.safetensors":
                 from safetensors import safe_open
 
-                with safe_open(str(f), framework="pt") as st:
+                with safe_open(str(f), framework="numpy") as st:  # listing keys; "pt" would import torch
                     if not list(st.keys()):
                         raise ValueError("no tensors")
             elif fname.endswith(".json"):
@@ -369,6 +372,7 @@ def build(name: str, *, micro: bool = False, seed: int | None = None, cache_root
     if final.is_dir():
         verify(final)
         return final
+    import torch  # here, not at module level: resolving a built model must not pay for torch
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
     base_dir = None if name == "ref-tiny-base" else build("ref-tiny-base", micro=micro, seed=seed,

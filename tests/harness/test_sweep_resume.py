@@ -51,25 +51,35 @@ def _log_lines(home: Path) -> dict[str, list[str]]:
     return {str(p.relative_to(home)): p.read_text().splitlines() for p in (home / "generations").rglob("*.jsonl")}
 
 
-def test_finished_sweep_reruns_from_store_without_generating(tiny_random_dir: Path, data_dir: Path, tmp_path: Path,
-                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_finished_sweep_reruns_from_store_without_generating(tiny_random_dir: Path, data_dir: Path,
+                                                             tmp_path: Path) -> None:
+    """The rerun runs in a fresh process, as a user's would, so start-up counts: it must not even import
+    lm-eval or torch (nothing to generate, nothing to load), and it is timed from the first import."""
     grid, backend = _grid(tiny_random_dir), BackendSettings(batch_size=8)
     first = run_sweep(grid, home=tmp_path, data_dir=str(data_dir), backend=backend, log=lambda _: None)
     assert [c.from_store for c in first if c.results] == [False, False, False]
 
-    from qresafe_bench.harness import backends
-
-    def no_generation(*args, **kwargs):
-        raise AssertionError("a finished sweep loaded a model to generate")
-
-    monkeypatch.setattr(backends, "make_lm", no_generation)
-    monkeypatch.setattr(backends.StoreLM, "generate_until", no_generation)
-    started = time.perf_counter()
-    second = run_sweep(grid, home=tmp_path, data_dir=str(data_dir), backend=backend, log=lambda _: None)
-    elapsed = time.perf_counter() - started
-    assert [c.from_store for c in second if c.results] == [True, True, True]
-    assert [c.results for c in second] == [c.results for c in first]
-    assert elapsed <= 5.0, f"rerun from the store took {elapsed:.1f} s"
+    rerun = f"""
+import json, sys, time
+started = time.perf_counter()
+from qresafe_bench.harness.backends import BackendSettings
+from qresafe_bench.harness.sweep import SweepGrid, run_sweep
+grid = SweepGrid(model={str(tiny_random_dir)!r}, methods=("rtn",), bits=(8, 4), group_sizes=(16,),
+                 tasks=("advbench",), limit={LIMIT})
+from pathlib import Path
+cells = run_sweep(grid, home=Path({str(tmp_path)!r}), data_dir={str(data_dir)!r}, backend=BackendSettings(batch_size=8),
+                  log=lambda _: None)
+print(json.dumps({{"from_store": [c.from_store for c in cells if c.results], "results": [c.results for c in cells],
+                  "seconds": time.perf_counter() - started,
+                  "imported": [m for m in ("lm_eval", "torch", "transformers") if m in sys.modules]}}))
+"""
+    done = subprocess.run([sys.executable, "-c", rerun], capture_output=True, text=True, env=_env(data_dir))
+    assert done.returncode == 0, done.stderr[-2000:]
+    second = json.loads(done.stdout.strip().splitlines()[-1])
+    assert second["from_store"] == [True, True, True]
+    assert second["results"] == json.loads(json.dumps([c.results for c in first]))
+    assert second["imported"] == [], f"a rerun from the store imported {second['imported']}"
+    assert second["seconds"] <= 5.0, f"rerun from the store took {second['seconds']:.1f} s"
 
 
 def test_sigkill_mid_cell_then_rerun_matches_uninterrupted(tiny_random_dir: Path, data_dir: Path,
@@ -159,3 +169,29 @@ def test_patched_cells_follow_their_quantized_cell() -> None:
                         ("m_rtn_w4_dpo-full", "patched", None)]
     assert plan[3][:2] == ("m_bnb-nf4_w4", "quantized")
     assert plan[4][0] == "m_bnb-nf4_w4_dpo-full" and "integer-grid" in plan[4][2]  # refused, with the reason
+
+
+def test_a_refused_patch_is_a_skipped_cell_not_retried(tiny_random_dir: Path, data_dir: Path, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """An empty patch set follows from stored generations alone: the sweep lists the cell as skipped, with
+    the reason, and a rerun answers it from the store instead of calling it a failure to retry."""
+    from qresafe_bench.qresafe import patch
+
+    monkeypatch.setattr(patch, "generate_responses", lambda model, spec, prompts, **_: ["same"] * len(prompts))
+    grid = SweepGrid(model=str(tiny_random_dir), methods=("rtn",), bits=(8,), group_sizes=(16,),
+                     tasks=("advbench",), limit=2,
+                     patch=(("method", "qresafe"), ("n_tier_prompts", 4), ("n_harmful_prompts", 4)))
+    first = run_sweep(grid, home=tmp_path, data_dir=str(data_dir), backend=BackendSettings(batch_size=8),
+                      log=lambda _: None)
+    patched = [c for c in first if c.parent is not None]
+    assert len(patched) == 1 and patched[0].error is None
+    assert patched[0].skipped.startswith("patch refused: the patch set is empty")
+
+    def no_generation(*args, **kwargs):
+        raise AssertionError("a stored refusal generated again")
+
+    monkeypatch.setattr(patch, "generate_responses", no_generation)
+    second = run_sweep(grid, home=tmp_path, data_dir=str(data_dir), backend=BackendSettings(batch_size=8),
+                       log=lambda _: None)
+    assert [c.skipped for c in second] == [c.skipped for c in first]
+    assert not any(c.error for c in second)

@@ -115,7 +115,18 @@ def test_empty_patch_set_is_one_line_and_leaves_no_variant(tiny_random_dir, home
     lines = err.strip().splitlines()
     assert code == 1 and out == "" and lines[-1].startswith("error: the patch set is empty")
     assert sum(line.startswith("error") for line in lines) == 1 and "Traceback" not in err
-    assert not any("qresafe" in name for name in _variants(home))  # only the quantized variant it patches
+    built = [name for name in _variants(home) if not name.endswith(".refused.json")]
+    assert not any("qresafe" in name for name in built)  # only the quantized variant it patches
+    assert len([name for name in _variants(home) if name.endswith(".refused.json")]) == 1
+
+    # The refusal was decided by stored generations, so it is stored too: asked again, it answers at once.
+    def no_generation(*args, **kwargs):
+        raise AssertionError("a stored refusal generated again")
+
+    monkeypatch.setattr(patch, "generate_responses", no_generation)
+    code, out, err = run_cli(["patch", "--model", str(tiny_random_dir), "--quant", "rtn", "--bits", "2", *SMALL,
+                              "--data-dir", str(data_dir)], monkeypatch, capsys)
+    assert code == 1 and out == "" and err.strip().splitlines()[-1] == lines[-1]
 
 
 def test_eval_of_an_unbuilt_patch_says_how_to_build_it(tiny_random_dir, home, data_dir, monkeypatch, capsys) -> None:

@@ -7,11 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from qresafe_bench.harness import backends
-from qresafe_bench.harness.backends import BackendSettings, occurrence_keys
+from qresafe_bench.harness.backends import BackendSettings
 from qresafe_bench.harness.decoding import FULL_GRID, GridError, parse_grid, settings
 from qresafe_bench.harness.evaluate import EvalError, EvalRequest, _task_summariser, run_eval
 from qresafe_bench.harness.spec import VariantSpec
+from qresafe_bench.harness.store import request_key
+from qresafe_bench.harness.store_lm import occurrence_keys
 
 GRID = "temperature=0.7;top_p=0,0.9;top_k=5"  # 4 sampled settings + greedy
 
@@ -46,7 +47,7 @@ def test_prompt_level_rates_from_records() -> None:
 def test_sampled_repeats_get_their_own_store_keys() -> None:
     greedy, sampled = {"do_sample": False}, {"do_sample": True, "temperature": 0.7}
     keys = occurrence_keys([("a", greedy), ("a", greedy), ("a", sampled), ("a", sampled), ("b", sampled)])
-    assert keys[0] == keys[1] and len({keys[2], keys[3], keys[4]}) == 3 and keys[2] == backends.request_key("a", sampled)
+    assert keys[0] == keys[1] and len({keys[2], keys[3], keys[4]}) == 3 and keys[2] == request_key("a", sampled)
 
 
 def _request(model_dir: Path, data_dir: Path, **kwargs) -> EvalRequest:
