@@ -31,7 +31,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from ..qresafe.config import PatchRefused
 from .backends import BackendSettings
 from .evaluate import EvalRequest, run_eval
 from .quantize.base import METHODS, QuantError, method_info
@@ -259,9 +258,6 @@ def run_sweep(grid: SweepGrid, *, home: Path, data_dir: str | None, backend: Bac
                 try:
                     _run_cell(cell, planned, grid, home=home, data_dir=data_dir, backend=backend, log=log,
                               progress=progress, models_file=models_file)
-                except PatchRefused as exc:  # decided by stored generations: a result, not a failure to retry
-                    cell.skipped = f"patch refused: {exc}"
-                    log(f"{cell.spec.slug}: {cell.skipped}")
                 except Exception as exc:  # noqa: BLE001 - one broken cell must not stop the grid; it is reported
                     if not keep_going:
                         raise
@@ -282,8 +278,9 @@ def _run_cell(cell: Cell, planned: list[Cell], grid: SweepGrid, *, home: Path, d
         parent = next((c for c in planned if c.parent is None and c.spec == cell.parent), None)
         if parent is not None and parent.error:
             raise RuntimeError(f"its quantized variant failed ({parent.error})")
-        _patch(cell, grid, home=home, data_dir=data_dir, backend=backend, log=log, progress=progress,
-               models_file=models_file)
+        if not _patch(cell, grid, home=home, data_dir=data_dir, backend=backend, log=log, progress=progress,
+                      models_file=models_file):
+            return  # refused: cell.skipped says why
     elif cell.spec.quant != "none":
         progress.step(f"quantize {cell.spec.slug} (or find it in the store)")
         registry.resolve(cell.spec, cache_root=home, data_dir=data_dir, models_file=models_file, log=log)
@@ -295,18 +292,25 @@ def _run_cell(cell: Cell, planned: list[Cell], grid: SweepGrid, *, home: Path, d
 
 
 def _patch(cell: Cell, grid: SweepGrid, *, home: Path, data_dir: str | None, backend: BackendSettings,
-           log: Callable[[str], None], progress: SweepProgress, models_file: str | None) -> None:
+           log: Callable[[str], None], progress: SweepProgress, models_file: str | None) -> bool:
+    """Build (or find) the cell's patched variant; False when the patch is refused (the cell is then skipped)."""
     import contextlib as _contextlib
     import sys
 
+    from ..qresafe.config import PatchRefused
     from ..qresafe.patch import PatchRequest, run_patch
 
     recipe = grid.patch_recipe()
     progress.step(f"patch {cell.parent.slug} with {recipe.label} (or find it in the store)")
     request = PatchRequest(spec=cell.parent, recipe=recipe, data_dir=data_dir, models_file=models_file,
                            backend=backend, device=backend.device if backend.device.startswith("cuda") else "cpu")
-    with _contextlib.redirect_stdout(sys.stderr):  # trainers print; stdout is for the table
-        run_patch(request, home=home, log=log, on_generated=progress.item)
+    try:
+        with _contextlib.redirect_stdout(sys.stderr):  # trainers print; stdout is for the table
+            run_patch(request, home=home, log=log, on_generated=progress.item)
+    except PatchRefused as exc:  # decided by stored generations: a result to list, not a failure to retry
+        cell.skipped = f"patch refused: {exc}"
+        return False
+    return True
 
 
 # --- the table -------------------------------------------------------------------------------------
