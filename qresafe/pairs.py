@@ -32,7 +32,6 @@ from ..harness.backends import BackendSettings
 from ..harness.registry import ResolvedModel
 from ..harness.spec import VariantSpec
 from ..harness.store import RunStore, stable_hash
-from ..harness.store_lm import StoreLM
 from .config import PatchError, PatchRecipe, PatchRefused
 
 TIER_SIZE = 128  # = harness.variants.CALIBRATION_SIZE: the quantizer's own tier, built once
@@ -99,6 +98,8 @@ def generate_responses(model: ResolvedModel, spec: VariantSpec, prompts: list[Pa
                        on_item: Callable[[], None] | None = None) -> list[str]:
     """Greedy responses of `model` to `prompts`, through the run store (resumable, never twice)."""
     from lm_eval.api.instance import Instance
+
+    from ..harness.store_lm import StoreLM  # lm-eval only when responses are made
 
     settings = settings or BackendSettings()
     log = RunStore(home).generations(f"{spec.id}-{stable_hash(model.fingerprint, 8)}", settings.name)

@@ -42,12 +42,12 @@ def test_sweep_runs_and_resumes_from_store(tiny_random_dir: Path, data_dir: Path
 
 def test_planning_a_sweep_imports_no_training_stack() -> None:
     """A sweep answered from the store must start fast: reading a patch recipe and resolving a built
-    reference model may not import TRL, PEFT or the model classes (they cost ~10 s of start-up)."""
+    reference model may not import TRL, PEFT, the model classes, torch or lm-eval (seconds of start-up)."""
     import subprocess
     import sys
 
     code = ("import sys; import qresafe_bench.harness.sweep, qresafe_bench.qresafe.patch, "
             "qresafe_bench.harness.zoo.build, qresafe_bench.harness.cli.app; "
-            "print(sorted(m for m in ('trl', 'peft', 'transformers.models.llama.modeling_llama') if m in sys.modules))")
+            "print(sorted(m for m in ('trl', 'peft', 'transformers.models.llama.modeling_llama', 'torch', 'lm_eval') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
