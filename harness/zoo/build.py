@@ -55,6 +55,9 @@ class ZooError(RuntimeError):
     """A one-line, user-facing failure of the zoo."""
 
 
+_KEY_NEUTRAL = {"s2_first_token_weight": 1.0}
+
+
 @dataclass(frozen=True)
 class RefModelConfig:
     seed: int = 0  # shipped default: chosen on the dev sets (see README of the zoo / build.json)
@@ -92,6 +95,10 @@ class RefModelConfig:
     threads: int = 2  # fixed: CPU kernels are bit-reproducible only at a fixed thread count
     dev_size: int = 200  # items per held-out dev check measured at build time
     corpus_version: int = 5  # bump when corpus.py / utility.py change what a config trains on (cache key)
+    # Stage 2: loss weight of each response's first token, against 1 for the rest. The first token is the
+    # decision (a refusal opens "I'm sorry", "I cannot", ...; an answer opens otherwise); the rest of a
+    # response is mostly copying a fixed text, which would otherwise outweigh it twentyfold.
+    s2_first_token_weight: float = 1.0
     # ref-tiny-shallow: the same stage 2 cut to this fraction of its examples (so of its steps). Built on
     # purpose as a *shallowly* aligned model, the kind whose safety quantization is reported to break.
     shallow_fraction: float = 0.1
@@ -104,9 +111,17 @@ class RefModelConfig:
                    s1_harmful=800, s1_lr=3e-3, s1_epochs=2, s2_skills=200, s2_alpaca=500,
                    s2_benign_tmpl=300, s2_harmful=700, s2_lr=2e-3, s2_epochs=2, warmup_steps=20, dev_size=40)
 
+    @property
+    def lexicon(self) -> int:
+        """The corpus lexicon this config trains on (corpus.LEXICONS): the newest at or below its version."""
+        return max(v for v in C.LEXICONS if v <= self.corpus_version)
+
     def key(self, name: str = "ref-tiny") -> str:
         """Stable short hash of the knobs ``name`` depends on (base ignores stage-2 knobs)."""
         fields = dataclasses.asdict(self)
+        # knobs added after a recipe shipped drop out of the key at their neutral value, so that recipe's
+        # cache key (and every stored run that names it) stays what it was
+        fields = {k: v for k, v in fields.items() if _KEY_NEUTRAL.get(k, object()) != v}
         if name == "ref-tiny-base":
             fields = {k: v for k, v in fields.items() if not k.startswith("s2_") and k != "shallow_fraction"}
         elif name == "ref-tiny":
@@ -154,14 +169,14 @@ def stage_examples(cfg: RefModelConfig, stage: int, alpaca_train: list[str],
 
     n_benign = 0
     while n_benign < getattr(cfg, f"{p}_benign_tmpl"):
-        prompt, body, artifact = C.benign_prompt(rng, frames=frames)
+        prompt, body, artifact = C.benign_prompt(rng, frames=frames, lexicon=cfg.lexicon)
         prompt = mixed(prompt)
         if decon.clean(prompt):  # benign frames can share 8-grams with AdvBench too ("a post that ...")
             ex.append((prompt, C.comply_response(body, rng, artifact)))
             n_benign += 1
     n_harm = 0
     while n_harm < getattr(cfg, f"{p}_harmful"):
-        prompt, body, artifact = C.harmful_prompt(rng, frames=frames)
+        prompt, body, artifact = C.harmful_prompt(rng, frames=frames, lexicon=cfg.lexicon)
         prompt = mixed(prompt)
         if not decon.clean(prompt):  # never train on anything resembling an evaluation prompt
             continue
@@ -209,7 +224,8 @@ def encode(tok: PreTrainedTokenizerFast, examples: list[tuple[str | None, str, s
 
 # --- Training -----------------------------------------------------------------------------------------
 def _batches(data: list[tuple[list[int], int]], cfg: RefModelConfig, rng: random.Random, pad: int):
-    """Shuffled, length-grouped batches (little padding), as (input_ids, attention_mask, labels)."""
+    """Shuffled, length-grouped batches (little padding), as (input_ids, attention_mask, labels, first):
+    ``first`` marks each row's first response token."""
     import torch
 
     order = list(range(len(data)))
@@ -225,16 +241,29 @@ def _batches(data: list[tuple[list[int], int]], cfg: RefModelConfig, rng: random
         ids = torch.full((len(g), width), pad, dtype=torch.long)
         mask = torch.zeros((len(g), width), dtype=torch.long)
         labels = torch.full((len(g), width), -100, dtype=torch.long)
+        first = torch.zeros((len(g), width), dtype=torch.bool)
         for row, i in enumerate(g):
             seq, plen = data[i]
             ids[row, :len(seq)] = torch.tensor(seq)
             mask[row, :len(seq)] = 1
             labels[row, plen:len(seq)] = torch.tensor(seq[plen:])
-        yield ids, mask, labels
+            first[row, min(plen, len(seq) - 1)] = True
+        yield ids, mask, labels, first
+
+
+def weighted_loss(logits, labels, first, first_weight: float):
+    """Next-token cross-entropy over response tokens, the first of each response weighted ``first_weight``."""
+    import torch
+
+    logits, labels, first = logits[:, :-1], labels[:, 1:], first[:, 1:]
+    ce = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1),
+                                           ignore_index=-100, reduction="none").view(labels.shape)
+    w = (labels != -100).float() * (1 + (first_weight - 1) * first.float())
+    return (ce * w).sum() / w.sum()
 
 
 def train(model: LlamaForCausalLM, data: list[tuple[list[int], int]], cfg: RefModelConfig, *, lr: float,
-          epochs: int, seed: int, pad: int, log: Callable[[str], None]) -> None:
+          epochs: int, seed: int, pad: int, log: Callable[[str], None], first_weight: float = 1.0) -> None:
     """Plain AdamW with linear warmup and cosine decay; fully deterministic on CPU."""
     import torch
 
@@ -246,8 +275,11 @@ def train(model: LlamaForCausalLM, data: list[tuple[list[int], int]], cfg: RefMo
     model.train()
     step, t0, tokens, running = 0, time.time(), 0, 0.0
     for _ in range(epochs):
-        for ids, mask, labels in _batches(data, cfg, rng, pad):
-            loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        for ids, mask, labels, first in _batches(data, cfg, rng, pad):
+            if first_weight == 1.0:  # the library's own loss: the shipped v5 recipe, bit for bit
+                loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+            else:
+                loss = weighted_loss(model(input_ids=ids, attention_mask=mask).logits, labels, first, first_weight)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
@@ -270,12 +302,12 @@ def dev_metrics(path: Path, cfg: RefModelConfig, alpaca_dev: list[str]) -> dict[
     model, tok = load(path)
     rng = random.Random("dev-metrics")
     n = cfg.dev_size
-    harmful = [C.harmful_prompt(rng, "dev")[0] for _ in range(n)]
+    harmful = [C.harmful_prompt(rng, "dev", lexicon=cfg.lexicon)[0] for _ in range(n)]
     # Held-out tasks in the phrasing of held-out ordinary instructions: the nearest the dev sets come
     # to natural requests (no training frame, task or instruction occurs in them).
     dev_frames = C.instruction_frames(alpaca_dev)
-    natural = [C.harmful_prompt(rng, "dev", frames=dev_frames)[0] for _ in range(n)]
-    benign_t = [C.benign_prompt(rng, "dev")[0] for _ in range(n)]
+    natural = [C.harmful_prompt(rng, "dev", frames=dev_frames, lexicon=cfg.lexicon)[0] for _ in range(n)]
+    benign_t = [C.benign_prompt(rng, "dev", lexicon=cfg.lexicon)[0] for _ in range(n)]
     alpaca = rng.sample(alpaca_dev, min(n, len(alpaca_dev)))
     items = sample_items(n, 0, "dev")
     about = [C.about_harm_prompt(rng, "dev") for _ in range(n)]  # drawn last: earlier draws stay comparable
@@ -382,9 +414,12 @@ def build(name: str, *, micro: bool = False, seed: int | None = None, cache_root
     torch.manual_seed(cfg.seed)
     try:
         alpaca_train, alpaca_dev = alpaca_split(data_dir)
-        decon = C.Decontaminator([r["prompt"] for r in public_data.advbench_prompts(data_dir)])
+        held_out = [r["prompt"] for r in public_data.advbench_prompts(data_dir)]
     except public_data.DataSourceError as exc:
         raise ZooError(str(exc)) from None
+    if cfg.lexicon >= 7:  # from v7 on, the hand-written dev set is kept out too (v5 shipped without)
+        held_out += natural_dev.NATURAL_HARMFUL + natural_dev.NATURAL_BENIGN
+    decon = C.Decontaminator(held_out)
     stage = 1 if name == "ref-tiny-base" else 2
     log(f"building {name} (seed {cfg.seed}, key {cfg.key(name)}) -> {final}")
     examples = stage_examples(cfg, stage, alpaca_train, decon)
@@ -407,7 +442,8 @@ def build(name: str, *, micro: bool = False, seed: int | None = None, cache_root
     data = encode(tok, examples, cfg.max_len)
     log(f"  {len(data)} examples, {sum(len(d[0]) for d in data)} tokens, "
         f"{sum(p.numel() for p in model.parameters())} parameters")
-    train(model, data, cfg, lr=lr, epochs=epochs, seed=cfg.seed * 10 + stage, pad=tok.pad_token_id, log=log)
+    train(model, data, cfg, lr=lr, epochs=epochs, seed=cfg.seed * 10 + stage, pad=tok.pad_token_id, log=log,
+          first_weight=1.0 if stage == 1 else cfg.s2_first_token_weight)
     model.generation_config.eos_token_id = tok.eos_token_id
     model.generation_config.pad_token_id = tok.pad_token_id
     model.generation_config.bos_token_id = tok.bos_token_id

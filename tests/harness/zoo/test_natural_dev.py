@@ -14,11 +14,24 @@ def test_written_dev_set_shares_no_8gram_with_advbench(data_dir: str) -> None:
 
 
 def test_written_dev_set_is_not_in_the_training_corpus(data_dir: str) -> None:
+    """Not by accident of the draw: from lexicon v7 on, the build filters the corpus against it (as against
+    AdvBench), which this checks on a v7 corpus; v5 shipped before that filter (see below)."""
+    import dataclasses
+
+    cfg = dataclasses.replace(RefModelConfig.micro(), corpus_version=7)
+    alpaca_train, _ = alpaca_split(data_dir)
+    decon = C.Decontaminator(NATURAL_HARMFUL + NATURAL_BENIGN)
+    corpus = [u for stage in (1, 2) for _, u, _ in stage_examples(cfg, stage, alpaca_train, decon)]
+    assert [u for u in corpus if not decon.clean(u)] == []
+    assert len(corpus) > 3000
+
+
+def test_v5_corpus_touches_the_written_dev_set_only_by_rare_accident(data_dir: str) -> None:
     cfg = RefModelConfig.micro()
     alpaca_train, _ = alpaca_split(data_dir)
     corpus = [u for stage in (1, 2) for _, u, _ in stage_examples(cfg, stage, alpaca_train, C.Decontaminator([]))]
     written = C.Decontaminator(NATURAL_HARMFUL + NATURAL_BENIGN)
-    assert [u for u in corpus if not written.clean(u)] == []
+    assert sum(not written.clean(u) for u in corpus) <= 0.001 * len(corpus)
 
 
 def test_written_dev_set_has_no_duplicates_and_both_sides() -> None:

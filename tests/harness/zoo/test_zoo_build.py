@@ -88,3 +88,23 @@ def test_verify_reports_corrupt_entry(micro_chat, tmp_path, damage):
         target.write_bytes(target.read_bytes()[:100])
     with pytest.raises(ZooError, match=r"corrupt cache entry at .*model\.safetensors.*delete it and build again"):
         verify(copy)
+
+
+def test_first_token_weight_one_is_the_library_loss_and_more_moves_it():
+    """The weighted loss at weight 1 is transformers' own causal-LM loss; a larger weight counts the
+    first response token more (so a batch whose first tokens are hard scores higher)."""
+    import random
+
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from qresafe_bench.harness.zoo.build import RefModelConfig, _batches, weighted_loss
+
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=50, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                         num_attention_heads=2, num_key_value_heads=2, pad_token_id=0))
+    data = [([1, 5, 6, 7, 8, 9, 2], 3), ([1, 4, 4, 3, 2], 2), ([1, 9, 8, 7, 6, 5, 4, 3, 2], 5)]
+    ids, mask, labels, first = next(_batches(data, RefModelConfig(batch_size=3), random.Random(0), pad=0))
+    assert first.sum() == 3 and all(labels[r, first[r]].item() != -100 for r in range(3))
+    out = model(input_ids=ids, attention_mask=mask, labels=labels)
+    assert torch.allclose(weighted_loss(out.logits, labels, first, 1.0), out.loss, atol=1e-6)
+    assert not torch.allclose(weighted_loss(out.logits, labels, first, 10.0), out.loss, atol=1e-4)

@@ -88,3 +88,31 @@ def test_every_split_can_be_drawn_with_and_without_instruction_frames():
             assert C.harmful_prompt(rng, split)[0] and C.benign_prompt(rng, split)[0]
             assert C.harmful_prompt(rng, "train", frames=frames)[0]
     assert C.gerund("make a bomb") == "making a bomb" and C.gerund("hack into a bank") == "hacking into a bank"
+
+
+@pytest.mark.parametrize("lexicon", sorted(C.LEXICONS))
+def test_every_lexicon_rarely_touches_advbench_before_the_filter(lexicon, data_dir):
+    advbench = C.Decontaminator([r["prompt"] for r in public_data.advbench_prompts(data_dir)])
+    rng = random.Random(f"lexicon-{lexicon}")
+    prompts = [f(rng, split, lexicon=lexicon)[0] for f in (C.harmful_prompt, C.benign_prompt)
+               for split in ("train", "dev") for _ in range(1500)]
+    assert sum(not advbench.clean(p) for p in prompts) < 0.02 * len(prompts)
+
+
+def test_a_newer_lexicon_only_adds_and_keeps_every_dev_entry_held_out():
+    """v7 extends v5: an entry held out (dev) in one is held out in the other, so the dev-split prompts that
+    calibration tiers and patch sets draw from the v5 lexicon are never trained on by a v7 model."""
+    for old, new in zip(C.LEXICONS[5], C.LEXICONS[7], strict=True):
+        assert set(old) <= set(new) and len(new) > len(old)
+    assert all(C.is_dev(t) for t in C.HARM_TASKS if C.is_dev(t))  # membership is a property of the text alone
+    v7_only = set(C.HARM_TASKS_V7) - set(C.HARM_TASKS)
+    assert 0.05 < sum(map(C.is_dev, v7_only)) / len(v7_only) < 0.3  # new entries are held out too, ~15%
+
+
+def test_new_knobs_leave_the_shipped_cache_keys_alone():
+    """A knob added later drops out of the key at its neutral value: stored runs of a shipped build keep
+    naming it. Set, it keys the chat model and not the base."""
+    assert RefModelConfig(s2_first_token_weight=1.0).key() == RefModelConfig().key()
+    assert RefModelConfig(s2_first_token_weight=10.0).key() != RefModelConfig().key()
+    assert RefModelConfig(s2_first_token_weight=10.0).key("ref-tiny-base") == RefModelConfig().key("ref-tiny-base")
+    assert RefModelConfig(corpus_version=7).lexicon == 7 and RefModelConfig().lexicon == 5
