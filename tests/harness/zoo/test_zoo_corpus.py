@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 
 import pytest
@@ -103,7 +104,7 @@ def test_a_newer_lexicon_only_adds_and_keeps_every_dev_entry_held_out():
     """v7 extends v5: an entry held out (dev) in one is held out in the other, so the dev-split prompts that
     calibration tiers and patch sets draw from the v5 lexicon are never trained on by a v7 model."""
     versions = sorted(C.LEXICONS)
-    for v_old, v_new in zip(versions, versions[1:]):
+    for v_old, v_new in itertools.pairwise(versions):
         for old, new in zip(C.LEXICONS[v_old], C.LEXICONS[v_new], strict=True):
             assert set(old) <= set(new)
     assert all(C.is_dev(t) for t in C.HARM_TASKS if C.is_dev(t))  # membership is a property of the text alone
