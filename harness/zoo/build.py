@@ -55,7 +55,7 @@ class ZooError(RuntimeError):
     """A one-line, user-facing failure of the zoo."""
 
 
-_KEY_NEUTRAL = {"s2_first_token_weight": 1.0, "noise_share": 0.0}
+_KEY_NEUTRAL = {"s2_first_token_weight": 1.0}
 
 
 @dataclass(frozen=True)
@@ -99,9 +99,6 @@ class RefModelConfig:
     # decision (a refusal opens "I'm sorry", "I cannot", ...; an answer opens otherwise); the rest of a
     # response is mostly copying a fixed text, which would otherwise outweigh it twentyfold.
     s2_first_token_weight: float = 1.0
-    # Share of template and Alpaca prompts given verdict-free noise (corpus.noisy): lower case, no
-    # punctuation, a filler word, trailing context.
-    noise_share: float = 0.0
     # ref-tiny-shallow: the same stage 2 cut to this fraction of its examples (so of its steps). Built on
     # purpose as a *shallowly* aligned model, the kind whose safety quantization is reported to break.
     shallow_fraction: float = 0.1
@@ -160,20 +157,16 @@ def stage_examples(cfg: RefModelConfig, stage: int, alpaca_train: list[str],
     ex: list[tuple[str, str]] = []
     for item in train_utility_items(getattr(cfg, f"{p}_skills"), cfg.seed * 10 + stage):
         ex.append((item["prompt"], item["answer"]))
-    def noise(prompt: str) -> str:
-        # (drawn only when on: a config without noise keeps its shipped random stream, bit for bit)
-        return C.noisy(prompt, rng) if cfg.noise_share and rng.random() < cfg.noise_share else prompt
-
     for instr in rng.sample(alpaca_train, min(getattr(cfg, f"{p}_alpaca"), len(alpaca_train))):
         if decon.clean(instr):
-            ex.append((noise(instr), rng.choice(C.ALPACA_RESPONSES)))
+            ex.append((instr, rng.choice(C.ALPACA_RESPONSES)))
 
     def mixed(prompt: str) -> str:
         prompt = C.dress(prompt, rng, "train", cfg.dress_share)
         if rng.random() >= cfg.mixed_share:
-            return noise(prompt)
+            return prompt
         context = rng.choice(alpaca_train)
-        return noise(f"{context} {prompt}" if rng.random() < 0.5 else f"{prompt} {context}")
+        return f"{context} {prompt}" if rng.random() < 0.5 else f"{prompt} {context}"
 
     n_benign = 0
     while n_benign < getattr(cfg, f"{p}_benign_tmpl"):

@@ -107,7 +107,9 @@ def test_a_newer_lexicon_only_adds_and_keeps_every_dev_entry_held_out():
     for v_old, v_new in itertools.pairwise(versions):
         for old, new in zip(C.LEXICONS[v_old], C.LEXICONS[v_new], strict=True):
             assert set(old) <= set(new)
-    assert all(C.is_dev(t) for t in C.HARM_TASKS if C.is_dev(t))  # membership is a property of the text alone
+    v5_held_out = {t for t in C.HARM_TASKS + C.HARM_PURPOSES if C.is_dev(t)}
+    v7_trained = {t for t in C.HARM_TASKS_V7 + C.HARM_PURPOSES_V7 if not C.is_dev(t)}
+    assert v5_held_out and not v5_held_out & v7_trained
     v7_only = set(C.HARM_TASKS_V7) - set(C.HARM_TASKS)
     assert 0.05 < sum(map(C.is_dev, v7_only)) / len(v7_only) < 0.3  # new entries are held out too, ~15%
 
@@ -119,26 +121,3 @@ def test_new_knobs_leave_the_shipped_cache_keys_alone():
     assert RefModelConfig(s2_first_token_weight=10.0).key() != RefModelConfig().key()
     assert RefModelConfig(s2_first_token_weight=10.0).key("ref-tiny-base") == RefModelConfig().key("ref-tiny-base")
     assert RefModelConfig(corpus_version=7).lexicon == 7 and RefModelConfig().lexicon == 5
-
-
-def test_noise_keeps_the_request_and_is_applied_to_both_sides_alike(data_dir):
-    """Noise only adds fillers and trailing context, drops punctuation or lowers case: every content word
-    of the request survives. The build applies it at one rate to harmful, benign and Alpaca prompts,
-    so it carries no verdict; and a config without noise draws no extra random numbers."""
-    import dataclasses
-
-    from qresafe_bench.harness.zoo.build import alpaca_split, stage_examples
-
-    rng = random.Random(0)
-    for _ in range(300):
-        p = C.harmful_prompt(rng, lexicon=8)[0]
-        q = C.noisy(p, rng)
-        assert set(C.normalise(p).split()) <= set(C.normalise(q).split())
-    cfg = dataclasses.replace(RefModelConfig.micro(), corpus_version=8, noise_share=0.5)
-    alpaca_train, _ = alpaca_split(data_dir)
-    ex = stage_examples(cfg, 2, alpaca_train, C.Decontaminator([]))
-    refused = [u for _, u, a in ex if a in C.REFUSALS]
-    answered = [u for _, u, a in ex if a not in C.REFUSALS and not u[0].isdigit()]
-    def lower_share(xs):  # a perturbation that is easy to count
-        return sum(x == x.lower() for x in xs) / len(xs)
-    assert 0.05 < lower_share(refused) < 0.3 and abs(lower_share(refused) - lower_share(answered)) < 0.1
