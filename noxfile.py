@@ -104,7 +104,7 @@ def grids(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
     session.install("ruff")
-    session.run("ruff", "check", "harness", "qresafe", "tasks", "tests", "noxfile.py")
+    session.run("ruff", "check", "harness", "qresafe", "tasks", "tests", "scripts", "noxfile.py")
 
 
 @nox.session(python=PYTHON)
