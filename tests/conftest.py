@@ -65,7 +65,9 @@ def tiny_random_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
                                "{% if add_generation_prompt %}{{ '[assistant] ' }}{% endif %}")
     tokenizer.save_pretrained(out)
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+    # widths that are multiples of 64: bitsandbytes' AVX512-BF16 CPU kernel for 4-bit layers needs in_features
+    # divisible by its block size (64), as in every real model; 32 crashed it (shape [32, 0]) on such CPUs
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=1,
                          num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=256,
                          bos_token_id=0, eos_token_id=1, pad_token_id=2)
     LlamaForCausalLM(config).save_pretrained(out)
