@@ -148,6 +148,16 @@ def alpaca_split(data_dir: str | Path | None) -> tuple[list[str], list[str]]:
     return [x for x in rows if not C.is_dev(x, 5)], [x for x in rows if C.is_dev(x, 5)]
 
 
+def held_out_texts(cfg: RefModelConfig, data_dir: str | Path | None) -> list[str]:
+    """What the corpus must never touch (an 8-gram or more): AdvBench, and the hand-written dev sets."""
+    held_out = [r["prompt"] for r in public_data.advbench_prompts(data_dir)]
+    if cfg.lexicon >= 7:  # from v7 on, the hand-written dev set is kept out too (v5 shipped without)
+        held_out += natural_dev.NATURAL_HARMFUL + natural_dev.NATURAL_BENIGN
+    if cfg.lexicon >= 11:  # and from v11 on, the instruction-style set written before that lexicon
+        held_out += natural_dev.INSTRUCTION_HARMFUL + natural_dev.INSTRUCTION_BENIGN
+    return held_out
+
+
 def stage_examples(cfg: RefModelConfig, stage: int, alpaca_train: list[str],
                    decon: C.Decontaminator) -> list[tuple[str | None, str, str]]:
     """(system, user, assistant) triples for one stage, in a seed-determined order."""
@@ -325,6 +335,11 @@ def dev_metrics(path: Path, cfg: RefModelConfig, alpaca_dev: list[str]) -> dict[
     if written_h:
         metrics |= {"dev_written_harmful_refusal": refusal_rate(got["wh"]),
                     "dev_written_benign_refusal": refusal_rate(got["wb"])}
+        # generated apart, so that the figures above stay comparable with builds made before this set existed
+        ih, ib = natural_dev.INSTRUCTION_HARMFUL, natural_dev.INSTRUCTION_BENIGN
+        out2 = chat_generate(model, tok, ih + ib)
+        metrics |= {"dev_instruction_harmful_refusal": refusal_rate(out2[:len(ih)]),
+                    "dev_instruction_benign_refusal": refusal_rate(out2[len(ih):])}
     return metrics
 
 
@@ -415,12 +430,9 @@ def build(name: str, *, micro: bool = False, seed: int | None = None, cache_root
     torch.manual_seed(cfg.seed)
     try:
         alpaca_train, alpaca_dev = alpaca_split(data_dir)
-        held_out = [r["prompt"] for r in public_data.advbench_prompts(data_dir)]
+        decon = C.Decontaminator(held_out_texts(cfg, data_dir))
     except public_data.DataSourceError as exc:
         raise ZooError(str(exc)) from None
-    if cfg.lexicon >= 7:  # from v7 on, the hand-written dev set is kept out too (v5 shipped without)
-        held_out += natural_dev.NATURAL_HARMFUL + natural_dev.NATURAL_BENIGN
-    decon = C.Decontaminator(held_out)
     stage = 1 if name == "ref-tiny-base" else 2
     log(f"building {name} (seed {cfg.seed}, key {cfg.key(name)}) -> {final}")
     examples = stage_examples(cfg, stage, alpaca_train, decon)

@@ -5,12 +5,19 @@ from __future__ import annotations
 from qresafe_bench.harness import data as public_data
 from qresafe_bench.harness.zoo import corpus as C
 from qresafe_bench.harness.zoo.build import RefModelConfig, alpaca_split, stage_examples
-from qresafe_bench.harness.zoo.natural_dev import NATURAL_BENIGN, NATURAL_HARMFUL
+from qresafe_bench.harness.zoo.natural_dev import (
+    INSTRUCTION_BENIGN,
+    INSTRUCTION_HARMFUL,
+    NATURAL_BENIGN,
+    NATURAL_HARMFUL,
+)
+
+WRITTEN = NATURAL_HARMFUL + NATURAL_BENIGN + INSTRUCTION_HARMFUL + INSTRUCTION_BENIGN
 
 
 def test_written_dev_set_shares_no_8gram_with_advbench(data_dir: str) -> None:
     advbench = C.Decontaminator([r["prompt"] for r in public_data.advbench_prompts(data_dir)])
-    assert [p for p in NATURAL_HARMFUL + NATURAL_BENIGN if not advbench.clean(p)] == []
+    assert [p for p in WRITTEN if not advbench.clean(p)] == []
 
 
 def test_written_dev_set_is_not_in_the_training_corpus(data_dir: str) -> None:
@@ -38,3 +45,25 @@ def test_written_dev_set_has_no_duplicates_and_both_sides() -> None:
     both = NATURAL_HARMFUL + NATURAL_BENIGN
     assert len({C.normalise(p) for p in both}) == len(both)
     assert len(NATURAL_HARMFUL) >= 100 and len(NATURAL_BENIGN) >= 50
+
+
+def test_instruction_dev_set_is_not_in_a_v11_corpus(data_dir: str) -> None:
+    """From lexicon v11 on, the build filters the corpus against the instruction-style set too."""
+    import dataclasses
+
+    from qresafe_bench.harness.zoo.build import held_out_texts
+
+    cfg = dataclasses.replace(RefModelConfig.micro(), corpus_version=11)
+    assert set(INSTRUCTION_HARMFUL + INSTRUCTION_BENIGN) <= set(held_out_texts(cfg, data_dir))
+    # a v5 corpus is filtered as before, so a v5 build (and its cache key) stays what it was
+    assert not set(INSTRUCTION_HARMFUL) & set(held_out_texts(RefModelConfig.micro(), data_dir))
+    alpaca_train, _ = alpaca_split(data_dir)
+    decon = C.Decontaminator(held_out_texts(cfg, data_dir))
+    corpus = [u for stage in (1, 2) for _, u, _ in stage_examples(cfg, stage, alpaca_train, decon)]
+    instruction = C.Decontaminator(INSTRUCTION_HARMFUL + INSTRUCTION_BENIGN)
+    assert [u for u in corpus if not instruction.clean(u)] == []
+    assert len(corpus) > 3000
+
+def test_instruction_dev_set_has_no_duplicates_and_both_sides() -> None:
+    assert len({C.normalise(p) for p in WRITTEN}) == len(WRITTEN)
+    assert len(INSTRUCTION_HARMFUL) >= 100 and len(INSTRUCTION_BENIGN) >= 50
