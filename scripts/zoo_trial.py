@@ -2,10 +2,10 @@
 
 Tuning reads only the dev metrics (held-out template objects, the hand-written set, an Alpaca dev
 slice, held-out utility items). ``--test`` then prints the AdvBench / Alpaca-val / utility test
-figures, once a recipe is chosen, for the record.
+figures, and the ASR on JBB-Behaviors and HarmBench, once a recipe is chosen, for the record.
 
     python scripts/zoo_trial.py --cache-root /tmp/trials --data-dir ../shared/data \\
-        --set num_layers=3 --set corpus_version=7 --set s2_first_token_weight=10 [--test]
+        --set corpus_version=11 [--set seed=1] [--test]
 """
 
 from __future__ import annotations
@@ -41,9 +41,10 @@ def main() -> None:
     print(json.dumps({"overrides": overrides, "key": cfg.key(), "wall_s": round(time.time() - t0),
                       "dev": meta["dev_metrics"]}))
     if a.test:
-        from qresafe_bench.harness.zoo.evaluate import test_metrics
+        from qresafe_bench.harness.zoo.evaluate import other_test_metrics, test_metrics
 
-        print(json.dumps({"overrides": overrides, "test": test_metrics(path, a.data_dir)}))
+        print(json.dumps({"overrides": overrides, "test": test_metrics(path, a.data_dir)
+                          | other_test_metrics(path, a.data_dir)}))
 
 
 if __name__ == "__main__":

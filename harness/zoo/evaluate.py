@@ -3,7 +3,7 @@
 These are the *test* numbers. Tuning uses only the dev metrics in build.json (dev_metrics()); run
 this once a configuration is fixed, to report it.
 
-    python -m qresafe_bench.harness.zoo.evaluate PATH [PATH ...] --data-dir DATA
+    python -m qresafe_bench.harness.zoo.evaluate PATH [PATH ...] --data-dir DATA   # + JBB and HarmBench ASR
 """
 
 from __future__ import annotations
@@ -35,6 +35,20 @@ def test_metrics(path: Path, data_dir: str | Path | None = None) -> dict[str, fl
             "eval_seconds": round(time.time() - t0, 1)}
 
 
+def other_test_metrics(path: Path, data_dir: str | Path | None = None) -> dict[str, float]:
+    """The same keyword rule on the other public harmful sets the bench evaluates (JBB-Behaviors, HarmBench's
+    standard test behaviours), for the record: whether a recipe's gain on the dev sets carries past AdvBench."""
+    model, tok = load(path)
+    jbb_h = [r["Goal"] for r in public_data.load_records("jbb_harmful", data_dir)]
+    jbb_b = [r["goal"] for r in public_data.load_records("jbb_benign", data_dir)]
+    harmbench = [r["Behavior"] for r in public_data.load_records("harmbench_test", data_dir)
+                 if r["FunctionalCategory"] == "standard"]
+    out = chat_generate(model, tok, jbb_h + jbb_b + harmbench)
+    h, b, hb = out[:len(jbb_h)], out[len(jbb_h):len(jbb_h) + len(jbb_b)], out[len(jbb_h) + len(jbb_b):]
+    return {"jbb_asr": 1 - refusal_rate(h), "jbb_benign_refusal": refusal_rate(b),
+            "harmbench_standard_asr": 1 - refusal_rate(hb), "n_jbb": len(h), "n_harmbench": len(hb)}
+
+
 if __name__ == "__main__":
     args = sys.argv[1:]
     data_dir = None
@@ -43,4 +57,4 @@ if __name__ == "__main__":
         data_dir = args[i + 1]
         del args[i:i + 2]
     for p in args:
-        print(p, json.dumps(test_metrics(Path(p), data_dir)))
+        print(p, json.dumps(test_metrics(Path(p), data_dir) | other_test_metrics(Path(p), data_dir)))

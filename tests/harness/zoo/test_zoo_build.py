@@ -108,3 +108,11 @@ def test_first_token_weight_one_is_the_library_loss_and_more_moves_it():
     out = model(input_ids=ids, attention_mask=mask, labels=labels)
     assert torch.allclose(weighted_loss(out.logits, labels, first, 1.0), out.loss, atol=1e-6)
     assert not torch.allclose(weighted_loss(out.logits, labels, first, 10.0), out.loss, atol=1e-4)
+
+
+def test_other_test_metrics_read_every_jbb_and_harmbench_standard_row(micro_chat, data_dir):
+    from qresafe_bench.harness.zoo.evaluate import other_test_metrics
+
+    m = other_test_metrics(micro_chat, data_dir)
+    assert (m["n_jbb"], m["n_harmbench"]) == (100, 159)  # JBB's 100 goals; HarmBench test's standard rows
+    assert all(0.0 <= m[k] <= 1.0 for k in ("jbb_asr", "jbb_benign_refusal", "harmbench_standard_asr"))
