@@ -55,7 +55,7 @@ class ZooError(RuntimeError):
     """A one-line, user-facing failure of the zoo."""
 
 
-_KEY_NEUTRAL = {"s2_first_token_weight": 1.0}
+_KEY_NEUTRAL = {"s2_first_token_weight": 1.0, "composed_share": 0.0, "s2_refusal_first_weight": 1.0}
 
 
 @dataclass(frozen=True)
@@ -94,11 +94,19 @@ class RefModelConfig:
     dress_share: float = 0.12
     threads: int = 2  # fixed: CPU kernels are bit-reproducible only at a fixed thread count
     dev_size: int = 200  # items per held-out dev check measured at build time
-    corpus_version: int = 5  # bump when corpus.py / utility.py change what a config trains on (cache key)
+    # Corpus lexicon: v11 (session 8) over v5 (shipped in sessions 3-7, build ref-tiny-f716ffd90d; its recipe is
+    # RefModelConfig(corpus_version=5, s2_refusal_first_weight=1.0), cache keys unchanged).
+    corpus_version: int = 11  # bump when corpus.py / utility.py change what a config trains on (cache key)
     # Stage 2: loss weight of each response's first token, against 1 for the rest. The first token is the
     # decision (a refusal opens "I'm sorry", "I cannot", ...; an answer opens otherwise); the rest of a
     # response is mostly copying a fixed text, which would otherwise outweigh it twentyfold.
     s2_first_token_weight: float = 1.0
+    # Stage 2: a further multiplier on the first token of *refusal* responses only: a prior towards refusing
+    # that leaves how the skills' answers are learned as it was (s2_first_token_weight weights every answer).
+    # 30: the largest of 10 / 30 / 60 whose refusal of the whole Alpaca dev slice stayed within 5% (4.8%).
+    s2_refusal_first_weight: float = 30.0
+    # Share of artifact requests whose purpose is composed from a task (corpus.composed_purpose), both stages.
+    composed_share: float = 0.0
     # ref-tiny-shallow: the same stage 2 cut to this fraction of its examples (so of its steps). Built on
     # purpose as a *shallowly* aligned model, the kind whose safety quantization is reported to break.
     shallow_fraction: float = 0.1
@@ -180,14 +188,14 @@ def stage_examples(cfg: RefModelConfig, stage: int, alpaca_train: list[str],
 
     n_benign = 0
     while n_benign < getattr(cfg, f"{p}_benign_tmpl"):
-        prompt, body, artifact = C.benign_prompt(rng, frames=frames, lexicon=cfg.lexicon)
+        prompt, body, artifact = C.benign_prompt(rng, frames=frames, lexicon=cfg.lexicon, composed=cfg.composed_share)
         prompt = mixed(prompt)
         if decon.clean(prompt):  # benign frames can share 8-grams with AdvBench too ("a post that ...")
             ex.append((prompt, C.comply_response(body, rng, artifact)))
             n_benign += 1
     n_harm = 0
     while n_harm < getattr(cfg, f"{p}_harmful"):
-        prompt, body, artifact = C.harmful_prompt(rng, frames=frames, lexicon=cfg.lexicon)
+        prompt, body, artifact = C.harmful_prompt(rng, frames=frames, lexicon=cfg.lexicon, composed=cfg.composed_share)
         prompt = mixed(prompt)
         if not decon.clean(prompt):  # never train on anything resembling an evaluation prompt
             continue
@@ -234,9 +242,10 @@ def encode(tok: PreTrainedTokenizerFast, examples: list[tuple[str | None, str, s
 
 
 # --- Training -----------------------------------------------------------------------------------------
-def _batches(data: list[tuple[list[int], int]], cfg: RefModelConfig, rng: random.Random, pad: int):
+def _batches(data: list[tuple], cfg: RefModelConfig, rng: random.Random, pad: int):
     """Shuffled, length-grouped batches (little padding), as (input_ids, attention_mask, labels, first):
-    ``first`` marks each row's first response token."""
+    ``first`` marks each row's first response token with the row's multiplier of the first-token weight
+    (an entry's optional third element; 1 when absent) and is 0 elsewhere."""
     import torch
 
     order = list(range(len(data)))
@@ -252,28 +261,29 @@ def _batches(data: list[tuple[list[int], int]], cfg: RefModelConfig, rng: random
         ids = torch.full((len(g), width), pad, dtype=torch.long)
         mask = torch.zeros((len(g), width), dtype=torch.long)
         labels = torch.full((len(g), width), -100, dtype=torch.long)
-        first = torch.zeros((len(g), width), dtype=torch.bool)
+        first = torch.zeros((len(g), width), dtype=torch.float)
         for row, i in enumerate(g):
-            seq, plen = data[i]
+            seq, plen = data[i][0], data[i][1]
             ids[row, :len(seq)] = torch.tensor(seq)
             mask[row, :len(seq)] = 1
             labels[row, plen:len(seq)] = torch.tensor(seq[plen:])
-            first[row, min(plen, len(seq) - 1)] = True
+            first[row, min(plen, len(seq) - 1)] = data[i][2] if len(data[i]) > 2 else 1.0
         yield ids, mask, labels, first
 
 
 def weighted_loss(logits, labels, first, first_weight: float):
-    """Next-token cross-entropy over response tokens, the first of each response weighted ``first_weight``."""
+    """Next-token cross-entropy over response tokens, the first of each response weighted ``first_weight``
+    times its row's multiplier (the value ``first`` holds there)."""
     import torch
 
-    logits, labels, first = logits[:, :-1], labels[:, 1:], first[:, 1:]
+    logits, labels, first = logits[:, :-1], labels[:, 1:], first[:, 1:].float()
     ce = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1),
                                            ignore_index=-100, reduction="none").view(labels.shape)
-    w = (labels != -100).float() * (1 + (first_weight - 1) * first.float())
+    w = (labels != -100).float() * (1 + (first_weight * first - 1) * (first > 0).float())
     return (ce * w).sum() / w.sum()
 
 
-def train(model: LlamaForCausalLM, data: list[tuple[list[int], int]], cfg: RefModelConfig, *, lr: float,
+def train(model: LlamaForCausalLM, data: list[tuple], cfg: RefModelConfig, *, lr: float,
           epochs: int, seed: int, pad: int, log: Callable[[str], None], first_weight: float = 1.0) -> None:
     """Plain AdamW with linear warmup and cosine decay; fully deterministic on CPU."""
     import torch
@@ -285,9 +295,10 @@ def train(model: LlamaForCausalLM, data: list[tuple[list[int], int]], cfg: RefMo
                                               * 0.5 * (1 + math.cos(math.pi * min(s / steps, 1.0))))
     model.train()
     step, t0, tokens, running = 0, time.time(), 0, 0.0
+    library_loss = first_weight == 1.0 and all(len(d) < 3 or d[2] == 1.0 for d in data)
     for _ in range(epochs):
         for ids, mask, labels, first in _batches(data, cfg, rng, pad):
-            if first_weight == 1.0:  # the library's own loss: the shipped v5 recipe, bit for bit
+            if library_loss:  # the library's own loss: the shipped v5 recipe, bit for bit
                 loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
             else:
                 loss = weighted_loss(model(input_ids=ids, attention_mask=mask).logits, labels, first, first_weight)
@@ -340,6 +351,9 @@ def dev_metrics(path: Path, cfg: RefModelConfig, alpaca_dev: list[str]) -> dict[
         out2 = chat_generate(model, tok, ih + ib)
         metrics |= {"dev_instruction_harmful_refusal": refusal_rate(out2[:len(ih)]),
                     "dev_instruction_benign_refusal": refusal_rate(out2[len(ih):])}
+        # the whole Alpaca dev slice (~900), not a 200 sample: the over-refusal bound is what limits a
+        # prior towards refusing, and 200 items leave it a +-3-point interval
+        metrics["dev_alpaca_all_refusal"] = refusal_rate(chat_generate(model, tok, alpaca_dev))
     return metrics
 
 
@@ -453,6 +467,10 @@ def build(name: str, *, micro: bool = False, seed: int | None = None, cache_root
         model = LlamaForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
         lr, epochs = cfg.s2_lr, cfg.s2_epochs
     data = encode(tok, examples, cfg.max_len)
+    if stage == 2 and cfg.s2_refusal_first_weight != 1.0:  # the refusal class's decision token only
+        refusals = set(C.REFUSALS)
+        data = [(ids, plen, cfg.s2_refusal_first_weight if a in refusals else 1.0)
+                for (ids, plen), (_, _, a) in zip(data, examples, strict=True)]
     log(f"  {len(data)} examples, {sum(len(d[0]) for d in data)} tokens, "
         f"{sum(p.numel() for p in model.parameters())} parameters")
     train(model, data, cfg, lr=lr, epochs=epochs, seed=cfg.seed * 10 + stage, pad=tok.pad_token_id, log=log,

@@ -34,7 +34,9 @@ def test_written_dev_set_is_not_in_the_training_corpus(data_dir: str) -> None:
 
 
 def test_v5_corpus_touches_the_written_dev_set_only_by_rare_accident(data_dir: str) -> None:
-    cfg = RefModelConfig.micro()
+    import dataclasses
+
+    cfg = dataclasses.replace(RefModelConfig.micro(), corpus_version=5)
     alpaca_train, _ = alpaca_split(data_dir)
     corpus = [u for stage in (1, 2) for _, u, _ in stage_examples(cfg, stage, alpaca_train, C.Decontaminator([]))]
     written = C.Decontaminator(NATURAL_HARMFUL + NATURAL_BENIGN)
@@ -56,7 +58,8 @@ def test_instruction_dev_set_is_not_in_a_v11_corpus(data_dir: str) -> None:
     cfg = dataclasses.replace(RefModelConfig.micro(), corpus_version=11)
     assert set(INSTRUCTION_HARMFUL + INSTRUCTION_BENIGN) <= set(held_out_texts(cfg, data_dir))
     # a v5 corpus is filtered as before, so a v5 build (and its cache key) stays what it was
-    assert not set(INSTRUCTION_HARMFUL) & set(held_out_texts(RefModelConfig.micro(), data_dir))
+    v5 = dataclasses.replace(RefModelConfig.micro(), corpus_version=5)
+    assert not set(INSTRUCTION_HARMFUL) & set(held_out_texts(v5, data_dir))
     alpaca_train, _ = alpaca_split(data_dir)
     decon = C.Decontaminator(held_out_texts(cfg, data_dir))
     corpus = [u for stage in (1, 2) for _, u, _ in stage_examples(cfg, stage, alpaca_train, decon)]

@@ -104,10 +104,21 @@ def test_first_token_weight_one_is_the_library_loss_and_more_moves_it():
                                          num_attention_heads=2, num_key_value_heads=2, pad_token_id=0))
     data = [([1, 5, 6, 7, 8, 9, 2], 3), ([1, 4, 4, 3, 2], 2), ([1, 9, 8, 7, 6, 5, 4, 3, 2], 5)]
     ids, mask, labels, first = next(_batches(data, RefModelConfig(batch_size=3), random.Random(0), pad=0))
-    assert first.sum() == 3 and all(labels[r, first[r]].item() != -100 for r in range(3))
+    assert first.sum() == 3 and all(labels[r, first[r] > 0].item() != -100 for r in range(3))
     out = model(input_ids=ids, attention_mask=mask, labels=labels)
     assert torch.allclose(weighted_loss(out.logits, labels, first, 1.0), out.loss, atol=1e-6)
     assert not torch.allclose(weighted_loss(out.logits, labels, first, 10.0), out.loss, atol=1e-4)
+    # a row's own multiplier (the refusal prior) weights that row's first token alone
+    rows = [d + (w,) for d, w in zip(data, (1.0, 4.0, 1.0), strict=True)]
+    _, _, _, first_r = next(_batches(rows, RefModelConfig(batch_size=3), random.Random(0), pad=0))
+    assert sorted(first_r[first_r > 0].tolist()) == [1.0, 1.0, 4.0]
+    weighted = weighted_loss(out.logits, labels, first_r, 1.0)
+    assert not torch.allclose(weighted, out.loss, atol=1e-4)
+    ce = torch.nn.functional.cross_entropy(out.logits[:, :-1].reshape(-1, 50), labels[:, 1:].reshape(-1),
+                                           ignore_index=-100, reduction="none").view(3, -1)
+    w = (labels[:, 1:] != -100).float()
+    w[first_r[:, 1:] == 4.0] = 4.0  # the one token the multiplier names
+    assert torch.allclose(weighted, (ce * w).sum() / w.sum(), atol=1e-6)
 
 
 def test_other_test_metrics_read_every_jbb_and_harmbench_standard_row(micro_chat, data_dir):

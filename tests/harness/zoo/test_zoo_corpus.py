@@ -112,6 +112,10 @@ def test_a_newer_lexicon_only_adds_and_keeps_every_dev_entry_held_out():
     assert v5_held_out and not v5_held_out & v7_trained
     v7_only = set(C.HARM_TASKS_V7) - set(C.HARM_TASKS)
     assert 0.05 < sum(map(C.is_dev, v7_only)) / len(v7_only) < 0.3  # new entries are held out too, ~15%
+    v11_trained = {t for t in C.HARM_TASKS_V11 + C.HARM_PURPOSES_V11 if not C.is_dev(t)}
+    assert not v5_held_out & v11_trained
+    v11_only = set(C.HARM_TASKS_V11) - set(C.HARM_TASKS_V7)
+    assert len(v11_only) > 700 and 0.05 < sum(map(C.is_dev, v11_only)) / len(v11_only) < 0.3
 
 
 def test_new_knobs_leave_the_shipped_cache_keys_alone():
@@ -120,4 +124,9 @@ def test_new_knobs_leave_the_shipped_cache_keys_alone():
     assert RefModelConfig(s2_first_token_weight=1.0).key() == RefModelConfig().key()
     assert RefModelConfig(s2_first_token_weight=10.0).key() != RefModelConfig().key()
     assert RefModelConfig(s2_first_token_weight=10.0).key("ref-tiny-base") == RefModelConfig().key("ref-tiny-base")
-    assert RefModelConfig(corpus_version=7).lexicon == 7 and RefModelConfig().lexicon == 5
+    assert RefModelConfig(s2_refusal_first_weight=10.0).key("ref-tiny-base") == RefModelConfig().key("ref-tiny-base")
+    assert RefModelConfig(corpus_version=7).lexicon == 7 and RefModelConfig().lexicon == 11
+    # the recipe shipped in sessions 3-7 keeps the keys its stored runs and published boards name
+    v5 = RefModelConfig(corpus_version=5, s2_refusal_first_weight=1.0)
+    assert (v5.key("ref-tiny-base"), v5.key("ref-tiny")) == ("205f2dffe3", "f716ffd90d")
+    assert v5.lexicon == 5 and v5.key() != RefModelConfig().key()
