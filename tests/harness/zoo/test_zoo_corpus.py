@@ -130,3 +130,19 @@ def test_new_knobs_leave_the_shipped_cache_keys_alone():
     v5 = RefModelConfig(corpus_version=5, s2_refusal_first_weight=1.0)
     assert (v5.key("ref-tiny-base"), v5.key("ref-tiny")) == ("205f2dffe3", "f716ffd90d")
     assert v5.lexicon == 5 and v5.key() != RefModelConfig().key()
+
+
+def test_composed_purposes_keep_a_task_in_its_split():
+    """An artifact's purpose composed from a task draws the task from the request's own split, so dev tasks
+    (which calibration tiers and patch sets use) never reach training this way."""
+    import re
+
+    tasks = [f"task{i} the thing" for i in range(300)]  # unique, so the drawn task can be read back
+    assert {C.is_dev(t) for t in tasks} == {True, False}
+    rng = random.Random(0)
+    for split in ("train", "dev"):
+        for _ in range(300):
+            purpose = C.composed_purpose(tasks, rng, split)
+            index = re.search(r"task(\d+)", purpose).group(1)
+            task = f"task{index} the thing"
+            assert C.is_dev(task) == (split == "dev"), (split, purpose)
