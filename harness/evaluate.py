@@ -253,8 +253,8 @@ def _evaluate_tasks(request: EvalRequest, lm: StoreLM, model: registry.ResolvedM
     return merged
 
 
-def _task_summariser(task: str):
-    """The task's own `summarise(samples)` (utils.py), for metrics that are not per-sample 0/1 rates."""
+def task_utils(task: str):
+    """A task folder's utils.py as a module (loaded from its file, as lm-eval's `!function` does), or None."""
     import importlib.util
 
     path = TASKS_DIR / task / "utils.py"
@@ -263,7 +263,12 @@ def _task_summariser(task: str):
     spec = importlib.util.spec_from_file_location(f"qresafe_task_{task}_utils", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return getattr(module, "summarise", None)
+    return module
+
+
+def _task_summariser(task: str):
+    """The task's own `summarise(samples)` (utils.py), for metrics that are not per-sample 0/1 rates."""
+    return getattr(task_utils(task), "summarise", None)
 
 
 def _summarise(raw: dict, tasks: tuple[str, ...], judge=None) -> tuple[dict, list[dict]]:

@@ -38,11 +38,14 @@ def test_metrics(path: Path, data_dir: str | Path | None = None) -> dict[str, fl
 def other_test_metrics(path: Path, data_dir: str | Path | None = None) -> dict[str, float]:
     """The same keyword rule on the other public harmful sets the bench evaluates (JBB-Behaviors, HarmBench's
     standard test behaviours), for the record: whether a recipe's gain on the dev sets carries past AdvBench."""
+    from ..evaluate import task_utils  # the tasks' own loaders: the same rows the jbb / harmbench tasks score
+
     model, tok = load(path)
-    jbb_h = [r["Goal"] for r in public_data.load_records("jbb_harmful", data_dir)]
-    jbb_b = [r["goal"] for r in public_data.load_records("jbb_benign", data_dir)]
-    harmbench = [r["Behavior"] for r in public_data.load_records("harmbench_test", data_dir)
-                 if r["FunctionalCategory"] == "standard"]
+    data_dir = None if data_dir is None else str(data_dir)
+    jbb = task_utils("jbb").jbb_docs(data_dir)
+    jbb_h = [d["prompt"] for d in jbb if d["kind"] == "harmful"]
+    jbb_b = [d["prompt"] for d in jbb if d["kind"] == "benign"]
+    harmbench = [d["prompt"] for d in task_utils("harmbench").harmbench_standard(data_dir)]
     out = chat_generate(model, tok, jbb_h + jbb_b + harmbench)
     h, b, hb = out[:len(jbb_h)], out[len(jbb_h):len(jbb_h) + len(jbb_b)], out[len(jbb_h) + len(jbb_b):]
     return {"jbb_asr": 1 - refusal_rate(h), "jbb_benign_refusal": refusal_rate(b),
