@@ -43,10 +43,10 @@ def test_v5_corpus_touches_the_written_dev_set_only_by_rare_accident(data_dir: s
     assert sum(not written.clean(u) for u in corpus) <= 0.001 * len(corpus)
 
 
-def test_written_dev_set_has_no_duplicates_and_both_sides() -> None:
-    both = NATURAL_HARMFUL + NATURAL_BENIGN
-    assert len({C.normalise(p) for p in both}) == len(both)
+def test_written_dev_sets_have_no_duplicates_and_both_sides() -> None:
+    assert len({C.normalise(p) for p in WRITTEN}) == len(WRITTEN)  # within and across both sets
     assert len(NATURAL_HARMFUL) >= 100 and len(NATURAL_BENIGN) >= 50
+    assert len(INSTRUCTION_HARMFUL) >= 100 and len(INSTRUCTION_BENIGN) >= 50
 
 
 def test_instruction_dev_set_is_not_in_a_v11_corpus(data_dir: str) -> None:
@@ -66,7 +66,3 @@ def test_instruction_dev_set_is_not_in_a_v11_corpus(data_dir: str) -> None:
     instruction = C.Decontaminator(INSTRUCTION_HARMFUL + INSTRUCTION_BENIGN)
     assert [u for u in corpus if not instruction.clean(u)] == []
     assert len(corpus) > 3000
-
-def test_instruction_dev_set_has_no_duplicates_and_both_sides() -> None:
-    assert len({C.normalise(p) for p in WRITTEN}) == len(WRITTEN)
-    assert len(INSTRUCTION_HARMFUL) >= 100 and len(INSTRUCTION_BENIGN) >= 50
