@@ -110,6 +110,12 @@ class RefModelConfig:
     # ref-tiny-shallow: the same stage 2 cut to this fraction of its examples (so of its steps). Built on
     # purpose as a *shallowly* aligned model, the kind whose safety quantization is reported to break.
     shallow_fraction: float = 0.1
+    # ...trained by plain SFT, without the prior towards refusing: the prior is what makes the aligned model's
+    # refusal deep. With it (30) the first 10% already refused 92.7% of AdvBench, 5% refused with broken text
+    # ("IIII...", a half-learned first token) and 4% not at all; without it, 10% refuses 77.7% in whole
+    # sentences and RTN 2-bit takes 7.5 points of that away. Equal to s2_refusal_first_weight, it builds what
+    # the code before this knob built (the shallow model then shared the chat model's weight), under that key.
+    shallow_refusal_first_weight: float = 1.0
 
     @classmethod
     def micro(cls, seed: int | None = None) -> RefModelConfig:
@@ -130,10 +136,12 @@ class RefModelConfig:
         # knobs added after a recipe shipped drop out of the key at their neutral value, so that recipe's
         # cache key (and every stored run that names it) stays what it was
         fields = {k: v for k, v in fields.items() if _KEY_NEUTRAL.get(k, object()) != v}
+        if self.shallow_refusal_first_weight == self.s2_refusal_first_weight:
+            fields.pop("shallow_refusal_first_weight")  # what the code before the knob built: that key
         if name == "ref-tiny-base":
-            fields = {k: v for k, v in fields.items() if not k.startswith("s2_") and k != "shallow_fraction"}
+            fields = {k: v for k, v in fields.items() if not k.startswith(("s2_", "shallow_"))}
         elif name == "ref-tiny":
-            fields = {k: v for k, v in fields.items() if k != "shallow_fraction"}
+            fields = {k: v for k, v in fields.items() if not k.startswith("shallow_")}
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:10]
 
 
@@ -467,9 +475,10 @@ def build(name: str, *, micro: bool = False, seed: int | None = None, cache_root
         model = LlamaForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
         lr, epochs = cfg.s2_lr, cfg.s2_epochs
     data = encode(tok, examples, cfg.max_len)
-    if stage == 2 and cfg.s2_refusal_first_weight != 1.0:  # the refusal class's decision token only
+    refusal_weight = cfg.shallow_refusal_first_weight if name == "ref-tiny-shallow" else cfg.s2_refusal_first_weight
+    if stage == 2 and refusal_weight != 1.0:  # the refusal class's decision token only
         refusals = set(C.REFUSALS)
-        data = [(ids, plen, cfg.s2_refusal_first_weight if a in refusals else 1.0)
+        data = [(ids, plen, refusal_weight if a in refusals else 1.0)
                 for (ids, plen), (_, _, a) in zip(data, examples, strict=True)]
     log(f"  {len(data)} examples, {sum(len(d[0]) for d in data)} tokens, "
         f"{sum(p.numel() for p in model.parameters())} parameters")

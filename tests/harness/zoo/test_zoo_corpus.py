@@ -130,6 +130,18 @@ def test_new_knobs_leave_the_shipped_cache_keys_alone():
     v5 = RefModelConfig(corpus_version=5, s2_refusal_first_weight=1.0)
     assert (v5.key("ref-tiny-base"), v5.key("ref-tiny")) == ("205f2dffe3", "f716ffd90d")
     assert v5.lexicon == 5 and v5.key() != RefModelConfig().key()
+    assert v5.key("ref-tiny-shallow") == "dbca566768"
+
+
+def test_the_shallow_model_trains_without_the_refusal_prior():
+    """ref-tiny-shallow keeps plain SFT (its own knob), so it is keyed apart from the shallow model built while it
+    shared the chat model's prior; the knob keys neither the base nor the chat model."""
+    shipped = RefModelConfig()
+    assert shipped.shallow_refusal_first_weight == 1.0 != shipped.s2_refusal_first_weight
+    inherited = RefModelConfig(shallow_refusal_first_weight=shipped.s2_refusal_first_weight)
+    assert inherited.key("ref-tiny-shallow") == "e43296a3f6" != shipped.key("ref-tiny-shallow")
+    for name in ("ref-tiny-base", "ref-tiny"):
+        assert inherited.key(name) == shipped.key(name)
 
 
 def test_composed_purposes_keep_a_task_in_its_split():
