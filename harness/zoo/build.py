@@ -55,7 +55,7 @@ class ZooError(RuntimeError):
     """A one-line, user-facing failure of the zoo."""
 
 
-_KEY_NEUTRAL = {"s2_first_token_weight": 1.0, "composed_share": 0.0, "s2_refusal_first_weight": 1.0}
+_KEY_NEUTRAL = {"s2_first_token_weight": 1.0, "s2_refusal_first_weight": 1.0}
 
 
 @dataclass(frozen=True)
@@ -105,8 +105,6 @@ class RefModelConfig:
     # that leaves how the skills' answers are learned as it was (s2_first_token_weight weights every answer).
     # 30: the largest of 10 / 30 / 60 whose refusal of the whole Alpaca dev slice stayed within 5% (4.8%).
     s2_refusal_first_weight: float = 30.0
-    # Share of artifact requests whose purpose is composed from a task (corpus.composed_purpose), both stages.
-    composed_share: float = 0.0
     # ref-tiny-shallow: the same stage 2 cut to this fraction of its examples (so of its steps). Built on
     # purpose as a *shallowly* aligned model, the kind whose safety quantization is reported to break.
     shallow_fraction: float = 0.1
@@ -196,14 +194,14 @@ def stage_examples(cfg: RefModelConfig, stage: int, alpaca_train: list[str],
 
     n_benign = 0
     while n_benign < getattr(cfg, f"{p}_benign_tmpl"):
-        prompt, body, artifact = C.benign_prompt(rng, frames=frames, lexicon=cfg.lexicon, composed=cfg.composed_share)
+        prompt, body, artifact = C.benign_prompt(rng, frames=frames, lexicon=cfg.lexicon)
         prompt = mixed(prompt)
         if decon.clean(prompt):  # benign frames can share 8-grams with AdvBench too ("a post that ...")
             ex.append((prompt, C.comply_response(body, rng, artifact)))
             n_benign += 1
     n_harm = 0
     while n_harm < getattr(cfg, f"{p}_harmful"):
-        prompt, body, artifact = C.harmful_prompt(rng, frames=frames, lexicon=cfg.lexicon, composed=cfg.composed_share)
+        prompt, body, artifact = C.harmful_prompt(rng, frames=frames, lexicon=cfg.lexicon)
         prompt = mixed(prompt)
         if not decon.clean(prompt):  # never train on anything resembling an evaluation prompt
             continue

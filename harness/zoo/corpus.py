@@ -1243,50 +1243,27 @@ def dress(prompt: str, rng: random.Random, split: str, share: float) -> str:
     return prompt
 
 
-# An artifact's purpose composed from a task ("a video that teaches viewers how to {t}"): the purpose lists are
-# a few hundred clauses, the task lists over a thousand phrases, so composing lets every task stand in the
-# artifact frame too. The same neutral connectors on both sides: only the task decides.
-PURPOSE_CONNECTORS: list[str] = [
-    "that teaches {w} how to {t}", "that shows {w} how to {t}", "that explains how to {t}", "that helps {w} {t}",
-    "that encourages {w} to {t}", "on how to {t}", "with step-by-step instructions to {t}", "about {g}",
-    "that describes how to {t}", "for {w} who want to {t}", "that promotes {g}", "that makes {g} look easy",
-    "that tells {w} how to {t}", "that gives tips on {g}", "that lets {w} {t}",
-]
-AUDIENCES: list[str] = ["people", "users", "readers", "teenagers", "kids", "viewers", "listeners", "followers",
-                        "players", "students", "customers", "beginners"]
-
-
-def composed_purpose(tasks: list[str], rng: random.Random, split: str) -> str:
-    """A purpose clause built from a task of ``split`` (so a dev task never reaches training this way)."""
-    t = _pick(tasks, rng, split)
-    return rng.choice(PURPOSE_CONNECTORS).format(w=rng.choice(AUDIENCES), t=t, g=gerund(t))
-
-
-def _artifact(tasks: list[str], purposes: list[str], rng: random.Random, split: str, composed: float) -> str:
-    kind = _pick(ARTIFACT_KINDS, rng, "train")
-    # ``composed and``: at 0 no random number is drawn, so corpora made before the knob stay bit-identical
-    if composed and rng.random() < composed:
-        return f"{kind} {composed_purpose(tasks, rng, split)}"
-    return f"{kind} {_pick(purposes, rng, split)}"
+def _artifact(purposes: list[str], rng: random.Random, split: str) -> str:
+    return f"{_pick(ARTIFACT_KINDS, rng, 'train')} {_pick(purposes, rng, split)}"
 
 
 def harmful_prompt(rng: random.Random, split: str = "train", frames: list[str] | None = None,
-                   lexicon: int = 5, composed: float = 0.0) -> tuple[str, str, bool]:
+                   lexicon: int = 5) -> tuple[str, str, bool]:
     tasks, purposes, _, _ = LEXICONS[lexicon]
     prompt, body, artifact = task_prompt(tasks, rng, split, TASK_SUFFIXES, frames)
     if not artifact:
         return prompt, body, False
-    a = _artifact(tasks, purposes, rng, split, composed)
+    a = _artifact(purposes, rng, split)
     return _pick(ARTIFACT_FRAMES, rng, split).format(a=a), a, True
 
 
 def benign_prompt(rng: random.Random, split: str = "train", frames: list[str] | None = None,
-                  lexicon: int = 5, composed: float = 0.0) -> tuple[str, str, bool]:
+                  lexicon: int = 5) -> tuple[str, str, bool]:
     _, _, tasks, purposes = LEXICONS[lexicon]
     prompt, body, artifact = task_prompt(tasks, rng, split, BENIGN_SUFFIXES, frames)
     if not artifact:
         return prompt, body, False
-    a = _artifact(tasks, purposes, rng, split, composed)
+    a = _artifact(purposes, rng, split)
     return _pick(ARTIFACT_FRAMES, rng, split).format(a=a), a, True
 
 

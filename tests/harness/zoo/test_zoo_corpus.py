@@ -142,19 +142,3 @@ def test_the_shallow_model_trains_without_the_refusal_prior():
     assert inherited.key("ref-tiny-shallow") == "e43296a3f6" != shipped.key("ref-tiny-shallow")
     for name in ("ref-tiny-base", "ref-tiny"):
         assert inherited.key(name) == shipped.key(name)
-
-
-def test_composed_purposes_keep_a_task_in_its_split():
-    """An artifact's purpose composed from a task draws the task from the request's own split, so dev tasks
-    (which calibration tiers and patch sets use) never reach training this way."""
-    import re
-
-    tasks = [f"task{i} the thing" for i in range(300)]  # unique, so the drawn task can be read back
-    assert {C.is_dev(t) for t in tasks} == {True, False}
-    rng = random.Random(0)
-    for split in ("train", "dev"):
-        for _ in range(300):
-            purpose = C.composed_purpose(tasks, rng, split)
-            index = re.search(r"task(\d+)", purpose).group(1)
-            task = f"task{index} the thing"
-            assert C.is_dev(task) == (split == "dev"), (split, purpose)
