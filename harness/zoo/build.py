@@ -55,7 +55,8 @@ class ZooError(RuntimeError):
     """A one-line, user-facing failure of the zoo."""
 
 
-_KEY_NEUTRAL = {"s2_first_token_weight": 1.0, "s2_refusal_first_weight": 1.0}
+_KEY_NEUTRAL = {"s2_first_token_weight": 1.0, "s2_refusal_first_weight": 1.0,
+                "s1_prompt_loss": False}
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,12 @@ class RefModelConfig:
     s1_harmful: int = 6000  # placeholder compliance: "compliance exists under the alignment"
     s1_lr: float = 2e-3  # high: from scratch, one short epoch
     s1_epochs: int = 1
+    # Stage 1: the loss also covers the prompt (a language-modelling loss on the request text, not only on the
+    # response). A model trained from scratch has no meaning for a word but its contexts; predicting the
+    # requests gives it those contexts, so a word seen in few harmful requests lands near the words it shares
+    # contexts with. Session-9 trial (stage 2 as shipped, seed 0): dev written-harmful refused 92.0% (87.7%),
+    # written benign 41.4% (51.4%), instruction-style 99.1% (97.3%), Alpaca dev slice 4.6% (4.3%).
+    s1_prompt_loss: bool = False
     # Stage 2 corpus: benign replay keeps utility; harmful requests now get refusals.
     s2_skills: int = 7000
     s2_alpaca: int = 5000
@@ -473,6 +480,8 @@ def build(name: str, *, micro: bool = False, seed: int | None = None, cache_root
         model = LlamaForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
         lr, epochs = cfg.s2_lr, cfg.s2_epochs
     data = encode(tok, examples, cfg.max_len)
+    if stage == 1 and cfg.s1_prompt_loss:  # every token after bos is a target
+        data = [(ids, 1) for ids, _ in data]
     refusal_weight = cfg.shallow_refusal_first_weight if name == "ref-tiny-shallow" else cfg.s2_refusal_first_weight
     if stage == 2 and refusal_weight != 1.0:  # the refusal class's decision token only
         refusals = set(C.REFUSALS)

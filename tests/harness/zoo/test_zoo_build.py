@@ -127,3 +127,24 @@ def test_other_test_metrics_read_every_jbb_and_harmbench_standard_row(micro_chat
     m = other_test_metrics(micro_chat, data_dir)
     assert (m["n_jbb"], m["n_harmbench"]) == (100, 159)  # JBB's 100 goals; HarmBench test's standard rows
     assert all(0.0 <= m[k] <= 1.0 for k in ("jbb_asr", "jbb_benign_refusal", "harmbench_standard_asr"))
+
+
+@pytest.mark.parametrize("prompt_loss", [False, True])
+def test_stage_one_prompt_loss_makes_the_request_a_target(prompt_loss, tmp_path, data_dir, monkeypatch):
+    """s1_prompt_loss: stage 1's loss covers every token after bos (the request too); off, only the response."""
+    import dataclasses
+
+    seen = {}
+
+    def capture(model, data, cfg, **kwargs):
+        seen["data"] = data
+        raise RuntimeError("captured")  # stop before training: only what it would train on is asked here
+
+    cfg = dataclasses.replace(build_module.RefModelConfig.micro(), s1_prompt_loss=prompt_loss)
+    monkeypatch.setattr(build_module, "_config", lambda micro, seed: cfg)
+    monkeypatch.setattr(build_module, "train", capture)
+    with pytest.raises(RuntimeError, match="captured"):
+        build("ref-tiny-base", micro=True, cache_root=tmp_path, data_dir=data_dir, log=lambda _: None)
+    starts = {plen for _, plen in seen["data"]}
+    assert (starts == {1}) if prompt_loss else (min(starts) > 5)
+    assert not (tmp_path / "zoo").exists() or not any((tmp_path / "zoo").iterdir())  # nothing half-written

@@ -126,6 +126,10 @@ def test_new_knobs_leave_the_shipped_cache_keys_alone():
     assert RefModelConfig(s2_first_token_weight=10.0).key("ref-tiny-base") == RefModelConfig().key("ref-tiny-base")
     assert RefModelConfig(s2_refusal_first_weight=10.0).key("ref-tiny-base") == RefModelConfig().key("ref-tiny-base")
     assert RefModelConfig(corpus_version=7).lexicon == 7 and RefModelConfig().lexicon == 11
+    # a stage-1 knob keys the base, and so every model built on it
+    assert RefModelConfig(s1_prompt_loss=False).key("ref-tiny-base") == RefModelConfig().key("ref-tiny-base")
+    for name in ("ref-tiny-base", "ref-tiny", "ref-tiny-shallow"):
+        assert RefModelConfig(s1_prompt_loss=True).key(name) != RefModelConfig().key(name)
     # the recipe shipped in sessions 3-7 keeps the keys its stored runs and published boards name
     v5 = RefModelConfig(corpus_version=5, s2_refusal_first_weight=1.0)
     assert (v5.key("ref-tiny-base"), v5.key("ref-tiny")) == ("205f2dffe3", "f716ffd90d")
