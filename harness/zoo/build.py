@@ -79,8 +79,10 @@ class RefModelConfig:
     # Stage 1: the loss also covers the prompt (a language-modelling loss on the request text, not only on the
     # response). A model trained from scratch has no meaning for a word but its contexts; predicting the
     # requests gives it those contexts, so a word seen in few harmful requests lands near the words it shares
-    # contexts with. Session-9 trial (stage 2 as shipped, seed 0): dev written-harmful refused 92.0% (87.7%),
-    # written benign 41.4% (51.4%), instruction-style 99.1% (97.3%), Alpaca dev slice 4.6% (4.3%).
+    # contexts with. Session-9 trials (stage 2 as shipped; the shipped recipe's figure in brackets): seed 0 dev
+    # written-harmful refused 92.0% (87.7%), written benign 52.9% (51.4%), instruction-style 98.2% (97.3%),
+    # Alpaca dev slice 4.6% (4.3%), AdvBench 6.0% (9.4%) for the record; seed 1 AdvBench 11.3%. Off: one seed
+    # better and one worse is not yet a gain.
     s1_prompt_loss: bool = False
     # Stage 2 corpus: benign replay keeps utility; harmful requests now get refusals.
     s2_skills: int = 7000
