@@ -79,11 +79,9 @@ class RefModelConfig:
     # Stage 1: the loss also covers the prompt (a language-modelling loss on the request text, not only on the
     # response). A model trained from scratch has no meaning for a word but its contexts; predicting the
     # requests gives it those contexts, so a word seen in few harmful requests lands near the words it shares
-    # contexts with. Session-9 trials (stage 2 as shipped; the shipped recipe's figure in brackets): seed 0 dev
-    # written-harmful refused 92.0% (87.7%), written benign 52.9% (51.4%), instruction-style 98.2% (97.3%),
-    # Alpaca dev slice 4.6% (4.3%), AdvBench 6.0% (9.4%) for the record; seed 1 AdvBench 11.3%. Off: one seed
-    # better and one worse is not yet a gain.
-    s1_prompt_loss: bool = False
+    # contexts with. On since session 10, chosen with the prior below by a rule fixed before the builds ran
+    # (README, "Session 10"): 2 recipes x priors 30/45/60 x seeds 0/1/2, dev sets only.
+    s1_prompt_loss: bool = True
     # Stage 2 corpus: benign replay keeps utility; harmful requests now get refusals.
     s2_skills: int = 7000
     s2_alpaca: int = 5000
@@ -104,7 +102,7 @@ class RefModelConfig:
     threads: int = 2  # fixed: CPU kernels are bit-reproducible only at a fixed thread count
     dev_size: int = 200  # items per held-out dev check measured at build time
     # Corpus lexicon: v11 (session 8) over v5 (shipped in sessions 3-7, build ref-tiny-f716ffd90d; its recipe is
-    # RefModelConfig(corpus_version=5, s2_refusal_first_weight=1.0), cache keys unchanged).
+    # RefModelConfig(corpus_version=5, s2_refusal_first_weight=1.0, s1_prompt_loss=False), cache keys unchanged).
     corpus_version: int = 11  # bump when corpus.py / utility.py change what a config trains on (cache key)
     # Stage 2: loss weight of each response's first token, against 1 for the rest. The first token is the
     # decision (a refusal opens "I'm sorry", "I cannot", ...; an answer opens otherwise); the rest of a
@@ -112,8 +110,10 @@ class RefModelConfig:
     s2_first_token_weight: float = 1.0
     # Stage 2: a further multiplier on the first token of *refusal* responses only: a prior towards refusing
     # that leaves how the skills' answers are learned as it was (s2_first_token_weight weights every answer).
-    # 30: the largest of 10 / 30 / 60 whose refusal of the whole Alpaca dev slice stayed within 5% (4.8%).
-    s2_refusal_first_weight: float = 30.0
+    # 60 with s1_prompt_loss: of the six (recipe, prior) cells whose 3-seed mean refusal of the whole Alpaca dev
+    # slice stayed within 5% and dev utility over 90%, the one that refused the hand-written harmful dev sets
+    # most (mean 94.0%; Alpaca dev 4.4%). Session 8 chose 30 without the prompt loss, on one seed.
+    s2_refusal_first_weight: float = 60.0
     # ref-tiny-shallow: the same stage 2 cut to this fraction of its examples (so of its steps). Built on
     # purpose as a *shallowly* aligned model, the kind whose safety quantization is reported to break.
     shallow_fraction: float = 0.1
@@ -127,7 +127,10 @@ class RefModelConfig:
     @classmethod
     def micro(cls, seed: int | None = None) -> RefModelConfig:
         """A seconds-long build for tests: same pipeline, tiny model and corpus."""
-        return cls(seed=0 if seed is None else seed, vocab_size=800, hidden_size=96, intermediate_size=256,
+        # the micro model keeps the session-8 recipe (no prompt loss, prior 30): its tests check the pipeline,
+        # not the recipe, and their thresholds were set on it
+        return cls(seed=0 if seed is None else seed, s1_prompt_loss=False, s2_refusal_first_weight=30.0,
+                   vocab_size=800, hidden_size=96, intermediate_size=256,
                    num_layers=2, num_heads=2, s1_skills=800, s1_alpaca=1000, s1_benign_tmpl=500,
                    s1_harmful=800, s1_lr=3e-3, s1_epochs=2, s2_skills=200, s2_alpaca=500,
                    s2_benign_tmpl=300, s2_harmful=700, s2_lr=2e-3, s2_epochs=2, warmup_steps=20, dev_size=40)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import random
 
@@ -126,12 +127,16 @@ def test_new_knobs_leave_the_shipped_cache_keys_alone():
     assert RefModelConfig(s2_first_token_weight=10.0).key("ref-tiny-base") == RefModelConfig().key("ref-tiny-base")
     assert RefModelConfig(s2_refusal_first_weight=10.0).key("ref-tiny-base") == RefModelConfig().key("ref-tiny-base")
     assert RefModelConfig(corpus_version=7).lexicon == 7 and RefModelConfig().lexicon == 11
-    # a stage-1 knob keys the base, and so every model built on it
-    assert RefModelConfig(s1_prompt_loss=False).key("ref-tiny-base") == RefModelConfig().key("ref-tiny-base")
+    # a stage-1 knob keys the base, and so every model built on it; off, it drops out (the session-8 keys)
+    session8 = RefModelConfig(s1_prompt_loss=False, s2_refusal_first_weight=30.0)
+    assert (session8.key("ref-tiny-base"), session8.key("ref-tiny"), session8.key("ref-tiny-shallow")) == (
+        "a52655aeff", "e81c6e933e", "84276b6832")
     for name in ("ref-tiny-base", "ref-tiny", "ref-tiny-shallow"):
-        assert RefModelConfig(s1_prompt_loss=True).key(name) != RefModelConfig().key(name)
+        assert session8.key(name) != RefModelConfig().key(name)
+    # the recipe shipped since session 10: the keys its build and README figures name
+    assert (RefModelConfig().key("ref-tiny-base"), RefModelConfig().key("ref-tiny")) == ("66450dda33", "b550402d7c")
     # the recipe shipped in sessions 3-7 keeps the keys its stored runs and published boards name
-    v5 = RefModelConfig(corpus_version=5, s2_refusal_first_weight=1.0)
+    v5 = RefModelConfig(corpus_version=5, s2_refusal_first_weight=1.0, s1_prompt_loss=False)
     assert (v5.key("ref-tiny-base"), v5.key("ref-tiny")) == ("205f2dffe3", "f716ffd90d")
     assert v5.lexicon == 5 and v5.key() != RefModelConfig().key()
     assert v5.key("ref-tiny-shallow") == "dbca566768"
@@ -140,9 +145,9 @@ def test_new_knobs_leave_the_shipped_cache_keys_alone():
 def test_the_shallow_model_trains_without_the_refusal_prior():
     """ref-tiny-shallow keeps plain SFT (its own knob), so it is keyed apart from the shallow model built while it
     shared the chat model's prior; the knob keys neither the base nor the chat model."""
-    shipped = RefModelConfig()
+    shipped = RefModelConfig(s1_prompt_loss=False, s2_refusal_first_weight=30.0)  # the session-8 recipe
     assert shipped.shallow_refusal_first_weight == 1.0 != shipped.s2_refusal_first_weight
-    inherited = RefModelConfig(shallow_refusal_first_weight=shipped.s2_refusal_first_weight)
+    inherited = dataclasses.replace(shipped, shallow_refusal_first_weight=shipped.s2_refusal_first_weight)
     assert inherited.key("ref-tiny-shallow") == "e43296a3f6" != shipped.key("ref-tiny-shallow")
     for name in ("ref-tiny-base", "ref-tiny"):
         assert inherited.key(name) == shipped.key(name)
