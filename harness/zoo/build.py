@@ -110,9 +110,9 @@ class RefModelConfig:
     s2_first_token_weight: float = 1.0
     # Stage 2: a further multiplier on the first token of *refusal* responses only: a prior towards refusing
     # that leaves how the skills' answers are learned as it was (s2_first_token_weight weights every answer).
-    # 60 with s1_prompt_loss: of the six (recipe, prior) cells whose 3-seed mean refusal of the whole Alpaca dev
-    # slice stayed within 5% and dev utility over 90%, the one that refused the hand-written harmful dev sets
-    # most (mean 94.0%; Alpaca dev 4.4%). Session 8 chose 30 without the prompt loss, on one seed.
+    # 60 with s1_prompt_loss: of the six (recipe, prior) cells tried, four kept their 3-seed mean refusal of the
+    # whole Alpaca dev slice within 5% and dev utility over 90%; this one refused the hand-written harmful dev
+    # sets most (mean 94.0%; Alpaca dev 4.4%). Session 8 chose 30 without the prompt loss, on one seed.
     s2_refusal_first_weight: float = 60.0
     # ref-tiny-shallow: the same stage 2 cut to this fraction of its examples (so of its steps). Built on
     # purpose as a *shallowly* aligned model, the kind whose safety quantization is reported to break.
