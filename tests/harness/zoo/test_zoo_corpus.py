@@ -119,6 +119,9 @@ def test_a_newer_lexicon_only_adds_and_keeps_every_dev_entry_held_out():
     assert len(v11_only) > 700 and 0.05 < sum(map(C.is_dev, v11_only)) / len(v11_only) < 0.3
 
 
+SESSION8 = RefModelConfig(s1_prompt_loss=False, s2_refusal_first_weight=30.0)  # shipped in sessions 8-9
+
+
 def test_new_knobs_leave_the_shipped_cache_keys_alone():
     """A knob added later drops out of the key at its neutral value: stored runs of a shipped build keep
     naming it. Set, it keys the chat model and not the base."""
@@ -128,11 +131,10 @@ def test_new_knobs_leave_the_shipped_cache_keys_alone():
     assert RefModelConfig(s2_refusal_first_weight=10.0).key("ref-tiny-base") == RefModelConfig().key("ref-tiny-base")
     assert RefModelConfig(corpus_version=7).lexicon == 7 and RefModelConfig().lexicon == 11
     # a stage-1 knob keys the base, and so every model built on it; off, it drops out (the session-8 keys)
-    session8 = RefModelConfig(s1_prompt_loss=False, s2_refusal_first_weight=30.0)
-    assert (session8.key("ref-tiny-base"), session8.key("ref-tiny"), session8.key("ref-tiny-shallow")) == (
+    assert (SESSION8.key("ref-tiny-base"), SESSION8.key("ref-tiny"), SESSION8.key("ref-tiny-shallow")) == (
         "a52655aeff", "e81c6e933e", "84276b6832")
     for name in ("ref-tiny-base", "ref-tiny", "ref-tiny-shallow"):
-        assert session8.key(name) != RefModelConfig().key(name)
+        assert SESSION8.key(name) != RefModelConfig().key(name)
     # the recipe shipped since session 10: the keys its build and README figures name
     assert (RefModelConfig().key("ref-tiny-base"), RefModelConfig().key("ref-tiny")) == ("66450dda33", "b550402d7c")
     # the recipe shipped in sessions 3-7 keeps the keys its stored runs and published boards name
@@ -145,9 +147,8 @@ def test_new_knobs_leave_the_shipped_cache_keys_alone():
 def test_the_shallow_model_trains_without_the_refusal_prior():
     """ref-tiny-shallow keeps plain SFT (its own knob), so it is keyed apart from the shallow model built while it
     shared the chat model's prior; the knob keys neither the base nor the chat model."""
-    shipped = RefModelConfig(s1_prompt_loss=False, s2_refusal_first_weight=30.0)  # the session-8 recipe
-    assert shipped.shallow_refusal_first_weight == 1.0 != shipped.s2_refusal_first_weight
-    inherited = dataclasses.replace(shipped, shallow_refusal_first_weight=shipped.s2_refusal_first_weight)
-    assert inherited.key("ref-tiny-shallow") == "e43296a3f6" != shipped.key("ref-tiny-shallow")
+    assert SESSION8.shallow_refusal_first_weight == 1.0 != SESSION8.s2_refusal_first_weight
+    inherited = dataclasses.replace(SESSION8, shallow_refusal_first_weight=SESSION8.s2_refusal_first_weight)
+    assert inherited.key("ref-tiny-shallow") == "e43296a3f6" != SESSION8.key("ref-tiny-shallow")
     for name in ("ref-tiny-base", "ref-tiny"):
-        assert inherited.key(name) == shipped.key(name)
+        assert inherited.key(name) == SESSION8.key(name)
