@@ -74,7 +74,7 @@ def boards(session: nox.Session) -> None:
         session.run("qresafe-bench", "sweep", "--spec", f"{out}/{grid}.yaml", "--out", f"{out}/{grid}.md", env=_env())
     # the 'after' columns: the patch label of the two sweeps (their `patch:` recipe, qresafe/config.py label)
     session.run("qresafe-bench", "leaderboard", "--model", "ref-tiny", "--format", "md,csv,json,html", "--out", out,
-                "--patch", "qresafe-steps100-check2",
+                "--patch", "qresafe-steps100-check2-rpo1",
                 "--no-prompt-text", env=_env())  # published: no copy of AdvBench's prompts, only their indices
 
 

@@ -77,6 +77,11 @@ class PatchRecipe(BaseModel):
     # model's benign refusal and utility is kept. 0 = off: the paper's fixed-step recipe.
     check_every: int = 0
     check_margin: float = 0.05
+    # DPO plus rpo_alpha x the NLL of y_w (RPO, Pang et al. 2024; TRL's loss_type ["sigmoid", "sft"] with
+    # loss_weights [1, rpo_alpha]). 0 = off: the paper's pure DPO. Why a knob: DPO lowers y_l's likelihood, and
+    # where y_l is a compliance that opens like a benign answer ("Sure, here is ...") it lowers the benign answers
+    # with it (likelihood displacement); the NLL term holds y_w, the full-precision answers, where they were.
+    rpo_alpha: float = 0.0
 
     def model_post_init(self, _context) -> None:
         if self.method == "keep-critical":
@@ -101,6 +106,10 @@ class PatchRecipe(BaseModel):
             raise PatchError(f"--lora-r must be positive, got {self.lora_r}")
         if self.beta <= 0 or self.learning_rate <= 0:
             raise PatchError("--beta and --learning-rate must be positive")
+        if self.rpo_alpha < 0:
+            raise PatchError(f"--rpo-alpha must be >= 0 (0 = off), got {self.rpo_alpha}")
+        if self.rpo_alpha and self.method not in ("qresafe", "lora-dpo", "dpo-full"):
+            raise PatchError(f"--rpo-alpha adds an NLL term to the DPO loss; --method {self.method} has no DPO loss")
 
     @classmethod
     def for_method(cls, method: str, **overrides) -> PatchRecipe:
@@ -125,7 +134,7 @@ class PatchRecipe(BaseModel):
                  "max_new_tokens": "gen", "reidentify_every": "k", "score_loss": "loss", "learning_rate": "lr",
                  "lora_r": "r", "lora_alpha": "alpha", "batch_size": "bs", "max_length": "len",
                  "target_modules": "targets", "keep_fraction": "f",
-                 "check_every": "check", "check_margin": "margin"}
+                 "check_every": "check", "check_margin": "margin", "rpo_alpha": "rpo"}
         parts = [self.method]
         if self.keep_fraction is not None:
             parts.append(f"f{self.keep_fraction:g}")

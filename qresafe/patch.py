@@ -198,7 +198,8 @@ def trainer_config(recipe: PatchRecipe, output_dir: str, device: str) -> QResafe
         max_steps=recipe.steps, per_device_train_batch_size=recipe.batch_size, learning_rate=recipe.learning_rate,
         lr_scheduler_type="constant", warmup_steps=0, max_length=recipe.max_length, beta=recipe.beta,
         tau=recipe.tau, reidentify_every=recipe.reidentify_every, score_loss=recipe.score_loss,
-        loss_type=["sft"] if recipe.method == "sft" else ["sigmoid"], dataloader_pin_memory=False,
+        loss_type=["sft"] if recipe.method == "sft" else ["sigmoid", "sft"] if recipe.rpo_alpha else ["sigmoid"],
+        loss_weights=[1.0, recipe.rpo_alpha] if recipe.rpo_alpha else None, dataloader_pin_memory=False,
     )
 
 

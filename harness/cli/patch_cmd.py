@@ -52,6 +52,8 @@ def patch_command(
                                                          "(qresafe/dev_check.py) [0 = off].")] = None,
     check_margin: Annotated[float | None, typer.Option(help="Benign refusal may rise, utility fall, by at most "
                                                             "this much in a kept checkpoint [0.05].")] = None,
+    rpo_alpha: Annotated[float | None, typer.Option(help="Add this times the NLL of y_w to the DPO loss (RPO; "
+                                                         "TRL loss_type sigmoid+sft) [0 = off, the paper's DPO].")] = None,
     keep_safety_critical: Annotated[float | None, typer.Option(
         help="No fine-tuning: keep this fraction of each layer (top SNIP) in 16-bit, quantize the rest.")] = None,
     max_new_tokens: Annotated[int | None, typer.Option(help="Length of y_w and y_l [64, the evals' own].")] = None,
@@ -89,7 +91,7 @@ def patch_command(
         beta=beta, lora_r=lora_r, lora_alpha=lora_alpha, steps=steps, batch_size=train_batch_size,
         learning_rate=learning_rate, reidentify_every=reidentify_every, score_loss=score_loss,
         keep_fraction=keep_safety_critical, max_new_tokens=max_new_tokens, seed=seed, check_every=check_every,
-        check_margin=check_margin,
+        check_margin=check_margin, rpo_alpha=rpo_alpha,
         target_modules=tuple(t.strip() for t in target_modules.split(",") if t.strip()) if target_modules else None)
     request = PatchRequest(spec=spec, recipe=recipe, data_dir=data_dir, models_file=models_file,
                            backend=BackendSettings(name=backend, batch_size=batch_size, device=device), device=device)

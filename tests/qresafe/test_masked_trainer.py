@@ -85,3 +85,19 @@ def test_four_bit_base_guard(make_trainer, tiny_random_dir) -> None:
     layer.weight.quant_state.packing_format_for_cpu = True  # what a no-grad eval forward does on AVX512-BF16
     with pytest.raises(QuantError, match="repacked"):
         repacked.train()
+
+
+def test_rpo_term_changes_the_update_and_keeps_the_mask(make_trainer) -> None:
+    # DPO + alpha * NLL(y_w) through TRL's own combined loss: the masked rule still holds, and the term is live
+    plain = make_trainer(tau=0.5, steps=3)
+    plain.train()
+    rpo = make_trainer(tau=0.5, steps=3, loss_type=["sigmoid", "sft"], loss_weights=[1.0, 1.0])
+    rpo.identify_masks()
+    before = {name: (f.a.detach().clone(), f.b.detach().clone()) for name, f in rpo.factors.items()}
+    rpo.train()
+    for name, factor in rpo.factors.items():
+        mask_a, mask_b = rpo.masks[name]
+        assert torch.equal(factor.a[~mask_a], before[name][0][~mask_a])
+        assert torch.equal(factor.b[~mask_b], before[name][1][~mask_b])
+    a, b = _lora_state(plain), _lora_state(rpo)
+    assert a.keys() == b.keys() and any(not torch.equal(a[k], b[k]) for k in a)

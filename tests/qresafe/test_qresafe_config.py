@@ -41,3 +41,19 @@ def test_trainer_config_validates(tmp_path) -> None:
         QResafeConfig(output_dir=str(tmp_path), use_cpu=True, bf16=False, reidentify_every=0)
     with pytest.raises(PatchError, match="--score-loss"):
         QResafeConfig(output_dir=str(tmp_path), use_cpu=True, bf16=False, score_loss="kl")
+
+
+def test_rpo_alpha_is_off_by_default_and_maps_to_trl_losses(tmp_path) -> None:
+    from qresafe_bench.qresafe.patch import trainer_config
+
+    plain = trainer_config(PatchRecipe(), str(tmp_path), "cpu")
+    assert plain.loss_type == ["sigmoid"] and plain.loss_weights is None  # the paper's pure DPO
+    recipe = PatchRecipe.for_method("qresafe", rpo_alpha=0.5, check_every=2)
+    assert recipe.label == "qresafe-check2-rpo0.5" and PatchRecipe.from_yaml(recipe.to_yaml()) == recipe
+    rpo = trainer_config(recipe, str(tmp_path), "cpu")
+    assert rpo.loss_type == ["sigmoid", "sft"] and rpo.loss_weights == [1.0, 0.5]
+    assert trainer_config(PatchRecipe.for_method("sft"), str(tmp_path), "cpu").loss_type == ["sft"]
+    with pytest.raises(PatchError, match="--rpo-alpha must be >= 0"):
+        PatchRecipe.for_method("qresafe", rpo_alpha=-1.0)
+    with pytest.raises(PatchError, match="--method sft has no DPO loss"):
+        PatchRecipe.for_method("sft", rpo_alpha=1.0)
