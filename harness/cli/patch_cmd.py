@@ -52,8 +52,8 @@ def patch_command(
                                                          "(qresafe/dev_check.py) [0 = off].")] = None,
     check_margin: Annotated[float | None, typer.Option(help="Benign refusal may rise, utility fall, by at most "
                                                             "this much in a kept checkpoint [0.05].")] = None,
-    rpo_alpha: Annotated[float | None, typer.Option(help="Add this times the NLL of y_w to the DPO loss (RPO; "
-                                                         "TRL loss_type sigmoid+sft) [0 = off, the paper's DPO].")] = None,
+    rpo_alpha: Annotated[float | None, typer.Option(
+        help="Add this times the NLL of y_w to the DPO loss (RPO; TRL sigmoid+sft) [0 = off: paper].")] = None,
     keep_safety_critical: Annotated[float | None, typer.Option(
         help="No fine-tuning: keep this fraction of each layer (top SNIP) in 16-bit, quantize the rest.")] = None,
     max_new_tokens: Annotated[int | None, typer.Option(help="Length of y_w and y_l [64, the evals' own].")] = None,
