@@ -95,6 +95,8 @@ def test_keep_safety_critical_without_fine_tuning(tiny_random_dir, home, data_di
     (["--quant", "qlora", "--bits", "4", "--calib", "direct", "--method", "dpo-full"], "a LoRA adapter: use --method"),
     (["--quant", "aqlm", "--bits", "2", "--calib", "benign", "--keep-safety-critical", "0.1"], "needs an integer-grid"),
     (["--quant", "rtn", "--bits", "2", "--tau", "2"], "--tau must be in [0, 1]"),
+    (["--quant", "rtn", "--bits", "2", "--rpo-alpha", "-1"], "--rpo-alpha must be >= 0"),
+    (["--quant", "rtn", "--bits", "2", "--method", "sft", "--rpo-alpha", "1"], "--method sft has no DPO loss"),
 ])
 def test_bad_inputs_are_one_line_and_write_nothing(tiny_random_dir, home, data_dir, monkeypatch, capsys, args,
                                                    message) -> None:
