@@ -170,7 +170,10 @@ def test_input_width_not_divisible_by_8_is_refused(tiny_random_dir: Path, tmp_pa
 
 def test_upstream_cpu_kernel_races_with_threads_and_is_exact_with_one() -> None:
     """Why serial_aqlm_cpu_kernel exists: aqlm's numba kernel accumulates into shared outputs from a
-    parallel loop. If upstream fixes it, the first assertion fails and the guard can go."""
+    parallel loop. If upstream fixes it, the first assertion fails and the guard can go. A race shows only
+    when the two threads overlap, which a loaded machine can prevent (session 11: 0 of 5 calls raced while
+    two other jobs held both cores), so the check tries up to 50 calls and skips, saying so, when none
+    raced; the one-thread exactness below is asserted either way."""
     numba = pytest.importorskip("numba")
     from aqlm.inference_kernels.numba_kernel import numba_gemm_lut
 
@@ -184,11 +187,14 @@ def test_upstream_cpu_kernel_races_with_threads_and_is_exact_with_one() -> None:
     before = numba.get_num_threads()
     try:
         numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
+        raced = None
         if numba.get_num_threads() > 1:
-            worst = max((numba_gemm_lut(x, kernel_codes, codebooks, scales, None) - x @ weight.T).abs().max().item()
-                        for _ in range(5))
-            assert worst > 1e-2, "the upstream race seems fixed: serial_aqlm_cpu_kernel may be dropped"
+            raced = any((numba_gemm_lut(x, kernel_codes, codebooks, scales, None) - x @ weight.T).abs().max().item()
+                        > 1e-2 for _ in range(50))
         numba.set_num_threads(1)
         assert torch.allclose(numba_gemm_lut(x, kernel_codes, codebooks, scales, None), x @ weight.T, atol=1e-4)
     finally:
         numba.set_num_threads(before)
+    if raced is False:
+        pytest.skip("aqlm's 2-thread kernel gave exact results in 50 calls: no race seen on this (loaded?) machine; "
+                    "run again on idle cores to tell whether upstream fixed it")
