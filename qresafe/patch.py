@@ -192,14 +192,19 @@ def load_quantized_for_training(quantized: ResolvedModel, method: str, device: s
 def trainer_config(recipe: PatchRecipe, output_dir: str, device: str) -> QResafeConfig:
     from .trainer import QResafeConfig  # here, not at the top: reading or checking a recipe must not import TRL
 
+    if recipe.method == "sft":
+        loss_type, loss_weights = ["sft"], None
+    elif recipe.rpo_alpha:  # DPO + alpha * NLL(y_w), combined by TRL itself
+        loss_type, loss_weights = ["sigmoid", "sft"], [1.0, recipe.rpo_alpha]
+    else:
+        loss_type, loss_weights = ["sigmoid"], None
     return QResafeConfig(
         output_dir=output_dir, use_cpu=device == "cpu", bf16=False, fp16=False, report_to="none",
         save_strategy="no", logging_steps=max(1, recipe.steps // 10), disable_tqdm=True, seed=recipe.seed,
         max_steps=recipe.steps, per_device_train_batch_size=recipe.batch_size, learning_rate=recipe.learning_rate,
         lr_scheduler_type="constant", warmup_steps=0, max_length=recipe.max_length, beta=recipe.beta,
         tau=recipe.tau, reidentify_every=recipe.reidentify_every, score_loss=recipe.score_loss,
-        loss_type=["sft"] if recipe.method == "sft" else ["sigmoid", "sft"] if recipe.rpo_alpha else ["sigmoid"],
-        loss_weights=[1.0, recipe.rpo_alpha] if recipe.rpo_alpha else None, dataloader_pin_memory=False,
+        loss_type=loss_type, loss_weights=loss_weights, dataloader_pin_memory=False,
     )
 
 
