@@ -56,7 +56,7 @@ class ZooError(RuntimeError):
 
 
 _KEY_NEUTRAL = {"s2_first_token_weight": 1.0, "s2_refusal_first_weight": 1.0,
-                "s1_prompt_loss": False}
+                "s1_prompt_loss": False, "s2_prompt_noise": 0.0}
 
 
 @dataclass(frozen=True)
@@ -114,6 +114,11 @@ class RefModelConfig:
     # whole Alpaca dev slice within 5% and dev utility over 90%; this one refused the hand-written harmful dev
     # sets most (mean 94.0%; Alpaca dev 4.4%). Session 8 chose 30 without the prompt loss, on one seed.
     s2_refusal_first_weight: float = 60.0
+    # Stage 2: each prompt token of a request (not of a skill item, whose answer needs every token) is replaced
+    # by a random ordinary token with this probability, drawn afresh each epoch. A model this small decides on
+    # a few words it has seen; noise makes it read the whole request, so a request whose telling word it never
+    # met is still judged by the rest (token-substitution augmentation, as for small text classifiers).
+    s2_prompt_noise: float = 0.0
     # ref-tiny-shallow: the same stage 2 cut to this fraction of its examples (so of its steps). Built on
     # purpose as a *shallowly* aligned model, the kind whose safety quantization is reported to break.
     shallow_fraction: float = 0.1
@@ -260,10 +265,13 @@ def encode(tok: PreTrainedTokenizerFast, examples: list[tuple[str | None, str, s
 
 
 # --- Training -----------------------------------------------------------------------------------------
-def _batches(data: list[tuple], cfg: RefModelConfig, rng: random.Random, pad: int):
+def _batches(data: list[tuple], cfg: RefModelConfig, rng: random.Random, pad: int,
+             noise: float = 0.0, vocab: tuple[int, int] = (0, 0)):
     """Shuffled, length-grouped batches (little padding), as (input_ids, attention_mask, labels, first):
     ``first`` marks each row's first response token with the row's multiplier of the first-token weight
-    (an entry's optional third element; 1 when absent) and is 0 elsewhere."""
+    (an entry's optional third element; 1 when absent) and is 0 elsewhere. With ``noise``, each prompt token
+    in ``vocab``'s id range [lo, hi) of a row whose optional fourth element is true is replaced, with that
+    probability, by a random id in the range."""
     import torch
 
     order = list(range(len(data)))
@@ -282,6 +290,10 @@ def _batches(data: list[tuple], cfg: RefModelConfig, rng: random.Random, pad: in
         first = torch.zeros((len(g), width), dtype=torch.float)
         for row, i in enumerate(g):
             seq, plen = data[i][0], data[i][1]
+            if noise and len(data[i]) > 3 and data[i][3]:
+                lo, hi = vocab
+                seq = [rng.randrange(lo, hi) if j < plen and lo <= t < hi and rng.random() < noise else t
+                       for j, t in enumerate(seq)]
             ids[row, :len(seq)] = torch.tensor(seq)
             mask[row, :len(seq)] = 1
             labels[row, plen:len(seq)] = torch.tensor(seq[plen:])
@@ -302,7 +314,8 @@ def weighted_loss(logits, labels, first, first_weight: float):
 
 
 def train(model: LlamaForCausalLM, data: list[tuple], cfg: RefModelConfig, *, lr: float,
-          epochs: int, seed: int, pad: int, log: Callable[[str], None], first_weight: float = 1.0) -> None:
+          epochs: int, seed: int, pad: int, log: Callable[[str], None], first_weight: float = 1.0,
+          noise: float = 0.0, vocab: tuple[int, int] = (0, 0)) -> None:
     """Plain AdamW with linear warmup and cosine decay; fully deterministic on CPU."""
     import torch
 
@@ -315,7 +328,7 @@ def train(model: LlamaForCausalLM, data: list[tuple], cfg: RefModelConfig, *, lr
     step, t0, tokens, running = 0, time.time(), 0, 0.0
     library_loss = first_weight == 1.0 and all(len(d) < 3 or d[2] == 1.0 for d in data)
     for _ in range(epochs):
-        for ids, mask, labels, first in _batches(data, cfg, rng, pad):
+        for ids, mask, labels, first in _batches(data, cfg, rng, pad, noise, vocab):
             if library_loss:  # the library's own loss: the shipped v5 recipe, bit for bit
                 loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
             else:
@@ -492,10 +505,16 @@ def build(name: str, *, micro: bool = False, seed: int | None = None, cache_root
         refusals = set(C.REFUSALS)
         data = [(ids, plen, refusal_weight if a in refusals else 1.0)
                 for (ids, plen), (_, _, a) in zip(data, examples, strict=True)]
+    noise = cfg.s2_prompt_noise if stage == 2 else 0.0
+    if noise:  # requests only: a skill item's answer is a function of every prompt token
+        skills = {item["prompt"] for item in train_utility_items(cfg.s2_skills, cfg.seed * 10 + stage)}
+        data = [(d[0], d[1], d[2] if len(d) > 2 else 1.0, u not in skills)
+                for d, (_, u, _) in zip(data, examples, strict=True)]
     log(f"  {len(data)} examples, {sum(len(d[0]) for d in data)} tokens, "
         f"{sum(p.numel() for p in model.parameters())} parameters")
     train(model, data, cfg, lr=lr, epochs=epochs, seed=cfg.seed * 10 + stage, pad=tok.pad_token_id, log=log,
-          first_weight=1.0 if stage == 1 else cfg.s2_first_token_weight)
+          first_weight=1.0 if stage == 1 else cfg.s2_first_token_weight,
+          noise=noise, vocab=(len(SPECIALS), len(tok)))
     model.generation_config.eos_token_id = tok.eos_token_id
     model.generation_config.pad_token_id = tok.pad_token_id
     model.generation_config.bos_token_id = tok.bos_token_id

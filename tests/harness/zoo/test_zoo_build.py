@@ -121,6 +121,37 @@ def test_first_token_weight_one_is_the_library_loss_and_more_moves_it():
     assert torch.allclose(weighted, (ce * w).sum() / w.sum(), atol=1e-6)
 
 
+def test_prompt_noise_touches_only_flagged_prompts_within_the_vocab_range() -> None:
+    """s2_prompt_noise: a flagged row's prompt tokens (ids in [lo, hi)) may change, its response and specials never;
+    an unflagged row (a skill item) and noise 0 leave every token as it was."""
+    import random
+
+    from qresafe_bench.harness.zoo.build import RefModelConfig, _batches
+
+    lo, hi = 6, 60
+    prompt, response = [1, 4] + list(range(10, 40)) + [5], [41, 42, 43, 2]
+    rows = [(prompt + response, len(prompt), 1.0, True), (prompt + response, len(prompt), 1.0, False)]
+    cfg = RefModelConfig(batch_size=2)
+    clean = next(_batches(rows, cfg, random.Random(0), pad=0))[0]
+    assert clean[0].tolist() == clean[1].tolist() == prompt + response
+    ids = next(_batches(rows, cfg, random.Random(0), pad=0, noise=0.5, vocab=(lo, hi)))[0]
+    noisy, kept = (ids[0], ids[1]) if ids[0].tolist() != prompt + response else (ids[1], ids[0])
+    assert kept.tolist() == prompt + response  # the unflagged row
+    changed = [j for j, (a, b) in enumerate(zip(noisy.tolist(), prompt + response, strict=True)) if a != b]
+    assert changed and all(2 <= j < len(prompt) - 1 for j in changed)  # bos, <|user|>, <|assistant|> stay
+    assert noisy[len(prompt):].tolist() == response
+    assert all(lo <= t < hi for t in noisy[2:len(prompt) - 1].tolist())
+    assert 5 <= len(changed) <= 25  # about half of the 30 ordinary prompt tokens (binomial, p=0.5)
+
+
+def test_prompt_noise_is_key_neutral_when_off() -> None:
+    from qresafe_bench.harness.zoo.build import RefModelConfig
+
+    assert RefModelConfig(s2_prompt_noise=0.0).key() == RefModelConfig().key()
+    assert RefModelConfig(s2_prompt_noise=0.1).key() != RefModelConfig().key()
+    assert RefModelConfig(s2_prompt_noise=0.1).key("ref-tiny-base") == RefModelConfig().key("ref-tiny-base")
+
+
 def test_other_test_metrics_read_every_jbb_and_harmbench_standard_row(micro_chat, data_dir):
     from qresafe_bench.harness.zoo.evaluate import other_test_metrics
 
