@@ -382,6 +382,10 @@ def dev_metrics(path: Path, cfg: RefModelConfig, alpaca_dev: list[str]) -> dict[
         out2 = chat_generate(model, tok, ih + ib)
         metrics |= {"dev_instruction_harmful_refusal": refusal_rate(out2[:len(ih)]),
                     "dev_instruction_benign_refusal": refusal_rate(out2[len(ih):])}
+        hh, hb = natural_dev.HARD_HARMFUL, natural_dev.HARD_BENIGN  # session 12's set, apart for the same reason
+        out3 = chat_generate(model, tok, hh + hb)
+        metrics |= {"dev_hard_harmful_refusal": refusal_rate(out3[:len(hh)]),
+                    "dev_hard_benign_refusal": refusal_rate(out3[len(hh):])}
         # the whole Alpaca dev slice (~900), not a 200 sample: the over-refusal bound is what limits a
         # prior towards refusing, and 200 items leave it a +-3-point interval
         metrics["dev_alpaca_all_refusal"] = refusal_rate(chat_generate(model, tok, alpaca_dev))
