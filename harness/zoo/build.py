@@ -132,10 +132,10 @@ class RefModelConfig:
     @classmethod
     def micro(cls, seed: int | None = None) -> RefModelConfig:
         """A seconds-long build for tests: same pipeline, tiny model and corpus."""
-        # the micro model keeps the session-8 recipe (no prompt loss, prior 30): its tests check the pipeline,
-        # not the recipe, and their thresholds were set on it
+        # the micro model keeps the session-8 recipe (no prompt loss, prior 30, no prompt noise): its tests check
+        # the pipeline, not the recipe, and their thresholds were set on it
         return cls(seed=0 if seed is None else seed, s1_prompt_loss=False, s2_refusal_first_weight=30.0,
-                   vocab_size=800, hidden_size=96, intermediate_size=256,
+                   s2_prompt_noise=0.0, vocab_size=800, hidden_size=96, intermediate_size=256,
                    num_layers=2, num_heads=2, s1_skills=800, s1_alpaca=1000, s1_benign_tmpl=500,
                    s1_harmful=800, s1_lr=3e-3, s1_epochs=2, s2_skills=200, s2_alpaca=500,
                    s2_benign_tmpl=300, s2_harmful=700, s2_lr=2e-3, s2_epochs=2, warmup_steps=20, dev_size=40)
