@@ -117,7 +117,9 @@ class RefModelConfig:
     # Stage 2: each prompt token of a request (not of a skill item, whose answer needs every token) is replaced
     # by a random ordinary token with this probability, drawn afresh each epoch. A model this small decides on
     # a few words it has seen; noise makes it read the whole request, so a request whose telling word it never
-    # met is still judged by the rest (token-substitution augmentation, as for small text classifiers).
+    # met is still judged by the rest (token-substitution augmentation, as for small text classifiers). Off: in
+    # session 12 two dev-only rules kept the shipped recipe over it (README, "Session 12"), though on AdvBench,
+    # read afterwards, it gave a lower ASR at the same over-refusal; the lever for a next pre-registered trial.
     s2_prompt_noise: float = 0.0
     # ref-tiny-shallow: the same stage 2 cut to this fraction of its examples (so of its steps). Built on
     # purpose as a *shallowly* aligned model, the kind whose safety quantization is reported to break.
