@@ -1,4 +1,5 @@
-"""A hand-written, free-form held-out set for tuning the reference model: never trained on.
+"""Hand-written held-out sets for tuning the reference model, never trained on: this free-form set first,
+then an instruction-style set (session 8) and a larger, harder one (session 12), each described where it starts.
 
 The template dev checks (:func:`build.dev_metrics`) vary tasks and frames the corpus never used, but
 their sentences are still built the corpus's way, and a model can refuse 97% of them while letting a
