@@ -191,6 +191,11 @@ def held_out_texts(cfg: RefModelConfig, data_dir: str | Path | None) -> list[str
     return held_out
 
 
+def skill_items(cfg: RefModelConfig, stage: int) -> list[dict[str, str]]:
+    """The checkable-skill training items of one stage: one draw, whoever asks (the corpus, the noise's exemption)."""
+    return train_utility_items(getattr(cfg, f"s{stage}_skills"), cfg.seed * 10 + stage)
+
+
 def stage_examples(cfg: RefModelConfig, stage: int, alpaca_train: list[str],
                    decon: C.Decontaminator) -> list[tuple[str | None, str, str]]:
     """(system, user, assistant) triples for one stage, in a seed-determined order."""
@@ -198,7 +203,7 @@ def stage_examples(cfg: RefModelConfig, stage: int, alpaca_train: list[str],
     rng = random.Random(f"corpus:{cfg.seed}:{stage}")
     frames = C.instruction_frames(alpaca_train)  # phrasing shared by benign and harmful requests
     ex: list[tuple[str, str]] = []
-    for item in train_utility_items(getattr(cfg, f"{p}_skills"), cfg.seed * 10 + stage):
+    for item in skill_items(cfg, stage):
         ex.append((item["prompt"], item["answer"]))
     for instr in rng.sample(alpaca_train, min(getattr(cfg, f"{p}_alpaca"), len(alpaca_train))):
         if decon.clean(instr):
@@ -379,15 +384,13 @@ def dev_metrics(path: Path, cfg: RefModelConfig, alpaca_dev: list[str]) -> dict[
     if written_h:
         metrics |= {"dev_written_harmful_refusal": refusal_rate(got["wh"]),
                     "dev_written_benign_refusal": refusal_rate(got["wb"])}
-        # generated apart, so that the figures above stay comparable with builds made before this set existed
-        ih, ib = natural_dev.INSTRUCTION_HARMFUL, natural_dev.INSTRUCTION_BENIGN
-        out2 = chat_generate(model, tok, ih + ib)
-        metrics |= {"dev_instruction_harmful_refusal": refusal_rate(out2[:len(ih)]),
-                    "dev_instruction_benign_refusal": refusal_rate(out2[len(ih):])}
-        hh, hb = natural_dev.HARD_HARMFUL, natural_dev.HARD_BENIGN  # session 12's set, apart for the same reason
-        out3 = chat_generate(model, tok, hh + hb)
-        metrics |= {"dev_hard_harmful_refusal": refusal_rate(out3[:len(hh)]),
-                    "dev_hard_benign_refusal": refusal_rate(out3[len(hh):])}
+        # each later set generated apart, so that the figures above stay comparable with builds made before it
+        later = {"instruction": (natural_dev.INSTRUCTION_HARMFUL, natural_dev.INSTRUCTION_BENIGN),
+                 "hard": (natural_dev.HARD_HARMFUL, natural_dev.HARD_BENIGN)}
+        for set_name, (harm, benign) in later.items():
+            out_set = chat_generate(model, tok, harm + benign)
+            metrics |= {f"dev_{set_name}_harmful_refusal": refusal_rate(out_set[:len(harm)]),
+                        f"dev_{set_name}_benign_refusal": refusal_rate(out_set[len(harm):])}
         # the whole Alpaca dev slice (~900), not a 200 sample: the over-refusal bound is what limits a
         # prior towards refusing, and 200 items leave it a +-3-point interval
         metrics["dev_alpaca_all_refusal"] = refusal_rate(chat_generate(model, tok, alpaca_dev))
@@ -513,7 +516,7 @@ def build(name: str, *, micro: bool = False, seed: int | None = None, cache_root
                 for (ids, plen), (_, _, a) in zip(data, examples, strict=True)]
     noise = cfg.s2_prompt_noise if stage == 2 else 0.0
     if noise:  # requests only: a skill item's answer is a function of every prompt token
-        skills = {item["prompt"] for item in train_utility_items(cfg.s2_skills, cfg.seed * 10 + stage)}
+        skills = {item["prompt"] for item in skill_items(cfg, stage)}
         data = [(d[0], d[1], d[2] if len(d) > 2 else 1.0, u not in skills)
                 for d, (_, u, _) in zip(data, examples, strict=True)]
     log(f"  {len(data)} examples, {sum(len(d[0]) for d in data)} tokens, "

@@ -144,14 +144,6 @@ def test_prompt_noise_touches_only_flagged_prompts_within_the_vocab_range() -> N
     assert 5 <= len(changed) <= 25  # about half of the 30 ordinary prompt tokens (binomial, p=0.5)
 
 
-def test_prompt_noise_is_key_neutral_when_off() -> None:
-    from qresafe_bench.harness.zoo.build import RefModelConfig
-
-    assert RefModelConfig(s2_prompt_noise=0.0).key() == RefModelConfig().key()
-    assert RefModelConfig(s2_prompt_noise=0.1).key() != RefModelConfig().key()
-    assert RefModelConfig(s2_prompt_noise=0.1).key("ref-tiny-base") == RefModelConfig().key("ref-tiny-base")
-
-
 def test_other_test_metrics_read_every_jbb_and_harmbench_standard_row(micro_chat, data_dir):
     from qresafe_bench.harness.zoo.evaluate import other_test_metrics
 
