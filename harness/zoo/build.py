@@ -31,7 +31,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from .. import data as public_data
 from . import corpus as C
-from . import natural_dev
+from . import natural_dev, natural_train
 from .utility import sample_items, train_utility_items
 
 if TYPE_CHECKING:  # the model classes load lazily: resolving a built model's path must stay instant
@@ -56,7 +56,7 @@ class ZooError(RuntimeError):
 
 
 _KEY_NEUTRAL = {"s2_first_token_weight": 1.0, "s2_refusal_first_weight": 1.0,
-                "s1_prompt_loss": False, "s2_prompt_noise": 0.0}
+                "s1_prompt_loss": False, "s2_prompt_noise": 0.0, "s2_written": 0}
 
 
 @dataclass(frozen=True)
@@ -121,6 +121,10 @@ class RefModelConfig:
     # session 12 two dev-only rules kept the shipped recipe over it (README, "Session 12"), though on AdvBench,
     # read afterwards, it gave a lower ASR at the same over-refusal; the lever for a next pre-registered trial.
     s2_prompt_noise: float = 0.0
+    # Stage 2: this many extra examples from each hand-written training list (natural_train: harmful -> a refusal,
+    # benign harm-worded or harm-styled -> an answer), cycled, dressed like template requests. Off (0): the
+    # session-13 rule (README) decides it on the dev sets; its lists' digest enters the cache key when on.
+    s2_written: int = 0
     # ref-tiny-shallow: the same stage 2 cut to this fraction of its examples (so of its steps). Built on
     # purpose as a *shallowly* aligned model, the kind whose safety quantization is reported to break.
     shallow_fraction: float = 0.1
@@ -153,6 +157,9 @@ class RefModelConfig:
         # knobs added after a recipe shipped drop out of the key at their neutral value, so that recipe's
         # cache key (and every stored run that names it) stays what it was
         fields = {k: v for k, v in fields.items() if _KEY_NEUTRAL.get(k, object()) != v}
+        if self.s2_written:  # the lists are data: a change to them is a new chat build (the base drops s2_ keys)
+            fields["s2_written_digest"] = hashlib.sha256(
+                json.dumps([natural_train.WRITTEN_HARMFUL, natural_train.WRITTEN_BENIGN]).encode()).hexdigest()[:10]
         if self.shallow_refusal_first_weight == self.s2_refusal_first_weight:
             fields.pop("shallow_refusal_first_weight")  # what the code before the knob built: that key
         if name == "ref-tiny-base":
@@ -232,6 +239,12 @@ def stage_examples(cfg: RefModelConfig, stage: int, alpaca_train: list[str],
         reply = C.comply_response(body, rng, artifact) if stage == 1 else rng.choice(C.REFUSALS)
         ex.append((prompt, reply))
         n_harm += 1
+    if stage == 2 and cfg.s2_written:  # drawn after the template corpus, so its draws are what they were
+        for written, answers in ((natural_train.WRITTEN_HARMFUL, C.REFUSALS),
+                                 (natural_train.WRITTEN_BENIGN, C.ALPACA_RESPONSES)):
+            pool = [w for w in written if decon.clean(w)]
+            rng.shuffle(pool)
+            ex += [(mixed(pool[i % len(pool)]), rng.choice(answers)) for i in range(cfg.s2_written)]
     rng.shuffle(ex)
     return [(rng.choice(C.SYSTEM_PROMPTS) if rng.random() < cfg.system_prompt_share else None, u, a)
             for u, a in ex]

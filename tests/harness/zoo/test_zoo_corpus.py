@@ -132,6 +132,9 @@ def test_new_knobs_leave_the_shipped_cache_keys_alone():
     assert RefModelConfig(s2_prompt_noise=0.0).key() == RefModelConfig().key()
     assert RefModelConfig(s2_prompt_noise=0.1).key() != RefModelConfig().key()
     assert RefModelConfig(s2_prompt_noise=0.1).key("ref-tiny-base") == RefModelConfig().key("ref-tiny-base")
+    assert RefModelConfig(s2_written=0).key() == RefModelConfig().key()
+    assert RefModelConfig(s2_written=100).key() != RefModelConfig().key()
+    assert RefModelConfig(s2_written=100).key("ref-tiny-base") == RefModelConfig().key("ref-tiny-base")
     assert RefModelConfig(corpus_version=7).lexicon == 7 and RefModelConfig().lexicon == 11
     # a stage-1 knob keys the base, and so every model built on it; off, it drops out (the session-8 keys)
     assert (SESSION8.key("ref-tiny-base"), SESSION8.key("ref-tiny"), SESSION8.key("ref-tiny-shallow")) == (
