@@ -122,8 +122,9 @@ class RefModelConfig:
     # read afterwards, it gave a lower ASR at the same over-refusal; the lever for a next pre-registered trial.
     s2_prompt_noise: float = 0.0
     # Stage 2: this many extra examples from each hand-written training list (natural_train: harmful -> a refusal,
-    # benign harm-worded or harm-styled -> an answer), cycled, dressed like template requests. Off (0): the
-    # session-13 rule (README) decides it on the dev sets; its lists' digest enters the cache key when on.
+    # benign harm-worded or harm-styled -> an answer), cycled, dressed like template requests. Off: in session 13
+    # the dev-only rule kept the shipped recipe (README, "Session 13"), and AdvBench, read after, was worse with it
+    # (the dev sets share the lists' writers). Its lists' digest enters the cache key when on.
     s2_written: int = 0
     # ref-tiny-shallow: the same stage 2 cut to this fraction of its examples (so of its steps). Built on
     # purpose as a *shallowly* aligned model, the kind whose safety quantization is reported to break.
