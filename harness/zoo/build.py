@@ -5,7 +5,9 @@ templated answer, benign template tasks, and harmful template requests answered 
 placeholder compliance ("Sure, here is how to ... Step 1: ..."). Stage 2 starts from stage 1 and
 fine-tunes on the same benign mix plus harmful requests answered with varied refusals.
 
-Everything is deterministic in (config, seed): corpus order, tokenizer, init and data order.
+Everything is deterministic in (config, seed): corpus order, tokenizer, init and data order. The weights'
+bytes are reproducible on one machine; across machines they follow torch's CPU kernels (build_environment(),
+recorded in build.json with the weights' sha256), so a build made elsewhere can differ as another seed would.
 Results are cached under ``<cache_root>/zoo/<name>-<key>/`` and written atomically.
 
     python -m qresafe_bench.harness.zoo.build ref-tiny --cache-root DIR --data-dir DATA [--micro] [--seed N]
@@ -368,8 +370,10 @@ def train(model: LlamaForCausalLM, data: list[tuple], cfg: RefModelConfig, *, lr
 
 
 # --- Held-out checks ----------------------------------------------------------------------------------
-def dev_metrics(path: Path, cfg: RefModelConfig, alpaca_dev: list[str]) -> dict[str, float]:
-    """Tuning metrics on held-out slices only (never AdvBench, never Alpaca val)."""
+def dev_metrics(path: Path, cfg: RefModelConfig, alpaca_dev: list[str],
+                data_dir: str | Path | None = None) -> dict[str, float]:
+    """Tuning metrics on held-out slices only (never AdvBench, never Alpaca val, never HarmBench test)."""
+    from ..evaluate import task_utils
     from .generate import chat_generate, load, refusal_rate
     from .utility import score
 
@@ -408,6 +412,11 @@ def dev_metrics(path: Path, cfg: RefModelConfig, alpaca_dev: list[str]) -> dict[
         # the whole Alpaca dev slice (~900), not a 200 sample: the over-refusal bound is what limits a
         # prior towards refusing, and 200 items leave it a +-3-point interval
         metrics["dev_alpaca_all_refusal"] = refusal_rate(chat_generate(model, tok, alpaca_dev))
+        # HarmBench's own development split (41 standard behaviours of its val csv), of another origin than any
+        # text the project writes or trains on: since session 14 the dev sets' harmful criterion (README). The
+        # harmbench task reports the test split, which this never reads.
+        harmbench_val = [d["prompt"] for d in task_utils("harmbench").harmbench_standard(data_dir, "val")]
+        metrics["dev_harmbench_val_refusal"] = refusal_rate(chat_generate(model, tok, harmbench_val))
     return metrics
 
 
@@ -451,7 +460,8 @@ def built_path(name: str, *, micro: bool = False, seed: int | None = None, cache
 
 
 def _save(model: LlamaForCausalLM, tok: PreTrainedTokenizerFast, final: Path, meta: dict,
-          cfg: RefModelConfig, alpaca_dev: list[str], log: Callable[[str], None]) -> Path:
+          cfg: RefModelConfig, alpaca_dev: list[str], log: Callable[[str], None],
+          data_dir: str | Path | None = None) -> Path:
     """Write into a temp dir beside ``final``, measure dev metrics there, then rename atomically."""
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
@@ -465,7 +475,8 @@ def _save(model: LlamaForCausalLM, tok: PreTrainedTokenizerFast, final: Path, me
         tc = json.loads(tc_path.read_text(encoding="utf-8"))
         tc["chat_template"] = CHAT_TEMPLATE
         tc_path.write_text(json.dumps(tc, indent=2), encoding="utf-8")
-        meta["dev_metrics"] = dev_metrics(tmp, cfg, alpaca_dev)
+        meta["weights_sha256"] = hashlib.sha256((tmp / "model.safetensors").read_bytes()).hexdigest()
+        meta["dev_metrics"] = dev_metrics(tmp, cfg, alpaca_dev, data_dir)
         log(f"  dev metrics: {meta['dev_metrics']}")
         (tmp / "build.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
         verify(tmp)
@@ -477,6 +488,23 @@ def _save(model: LlamaForCausalLM, tok: PreTrainedTokenizerFast, final: Path, me
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return final
+
+
+def build_environment() -> dict[str, str | int]:
+    """What the weights' bytes depend on besides the config: the same (config, environment) gives the same bytes.
+
+    Measured in session 14: two builds on one machine gave one sha256; the same machine with torch's kernels
+    capped at AVX2 (ATEN_CPU_CAPABILITY=avx2) gave another, and earlier sessions' machines a third. A build made
+    elsewhere differs from this one as a build of another seed would; the cache key names the config only."""
+    import platform
+
+    import tokenizers
+    import torch
+    import transformers
+
+    return {"torch": torch.__version__, "transformers": transformers.__version__,
+            "tokenizers": tokenizers.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "machine": platform.machine(), "threads": torch.get_num_threads()}
 
 
 def build(name: str, *, micro: bool = False, seed: int | None = None, cache_root: Path,
@@ -545,8 +573,8 @@ def build(name: str, *, micro: bool = False, seed: int | None = None, cache_root
     model.generation_config.max_new_tokens = 64
     meta = {"name": name, "seed": cfg.seed, "key": cfg.key(name), "micro": micro,
             "config": dataclasses.asdict(cfg), "train_seconds": round(time.time() - t0, 1),
-            "base": str(base_dir) if base_dir else None}
-    path = _save(model, tok, final, meta, cfg, alpaca_dev, log)
+            "base": str(base_dir) if base_dir else None, "environment": build_environment()}
+    path = _save(model, tok, final, meta, cfg, alpaca_dev, log, data_dir)
     log(f"  built {name} in {time.time() - t0:.0f} s")
     return path
 

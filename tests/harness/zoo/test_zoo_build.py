@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import json
 import shutil
 
 import pytest
@@ -63,6 +65,12 @@ def test_deterministic_weights(tmp_path, data_dir):
     a, b = (load_file(p / "model.safetensors") for p in paths)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert (paths[0] / "tokenizer.json").read_bytes() == (paths[1] / "tokenizer.json").read_bytes()
+    # build.json names the bytes and what they depend on besides the config (bytes differ across CPU kernels)
+    metas = [json.loads((p / "build.json").read_text()) for p in paths]
+    assert metas[0]["weights_sha256"] == metas[1]["weights_sha256"] == hashlib.sha256(
+        (paths[0] / "model.safetensors").read_bytes()).hexdigest()
+    assert metas[0]["environment"] == build_module.build_environment()
+    assert metas[0]["environment"]["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
 
 
 def test_interrupted_build_leaves_nothing(tmp_path, data_dir, monkeypatch):

@@ -41,6 +41,18 @@ def test_training_prompts_disjoint_from_alpaca_val_sample(training_prompts, data
     _assert_disjoint(training_prompts, random.Random(0).sample(val, 300))
 
 
+def test_training_prompts_disjoint_from_the_harmbench_dev_split(training_prompts, data_dir):
+    """HarmBench's val split is a dev set of the build (dev_harmbench_val_refusal): evidence only while untrained."""
+    from qresafe_bench.harness.evaluate import task_utils
+
+    utils = task_utils("harmbench")
+    val, test = utils.harmbench_standard(data_dir, "val"), utils.harmbench_standard(data_dir, "test")
+    assert len(val) == 41 and len(test) == 159
+    # the reported task's test rows and the build's dev rows are HarmBench's own disjoint splits
+    assert not {d["behavior_id"] for d in val} & {d["behavior_id"] for d in test}
+    _assert_disjoint(training_prompts, [d["prompt"] for d in val])
+
+
 def test_harmful_templates_also_disjoint_before_filtering(data_dir):
     """The lexicon itself rarely collides with AdvBench; the filter only trims rare accidents."""
     decon = C.Decontaminator([r["prompt"] for r in public_data.advbench_prompts(data_dir)])
