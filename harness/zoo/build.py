@@ -104,7 +104,7 @@ class RefModelConfig:
     threads: int = 2  # fixed: CPU kernels are bit-reproducible only at a fixed thread count
     dev_size: int = 200  # items per held-out dev check measured at build time
     # Corpus lexicon: v11 (session 8) over v5 (shipped in sessions 3-7, build ref-tiny-f716ffd90d; its recipe is
-    # RefModelConfig(corpus_version=5, s2_refusal_first_weight=1.0, s1_prompt_loss=False), cache keys unchanged).
+    # RefModelConfig(corpus_version=5, s2_refusal_first_weight=1.0, s1_prompt_loss=False, s2_prompt_noise=0.0)); keys kept.
     corpus_version: int = 11  # bump when corpus.py / utility.py change what a config trains on (cache key)
     # Stage 2: loss weight of each response's first token, against 1 for the rest. The first token is the
     # decision (a refusal opens "I'm sorry", "I cannot", ...; an answer opens otherwise); the rest of a
@@ -112,17 +112,17 @@ class RefModelConfig:
     s2_first_token_weight: float = 1.0
     # Stage 2: a further multiplier on the first token of *refusal* responses only: a prior towards refusing
     # that leaves how the skills' answers are learned as it was (s2_first_token_weight weights every answer).
-    # 60 with s1_prompt_loss: of the six (recipe, prior) cells tried, four kept their 3-seed mean refusal of the
-    # whole Alpaca dev slice within 5% and dev utility over 90%; this one refused the hand-written harmful dev
-    # sets most (mean 94.0%; Alpaca dev 4.4%). Session 8 chose 30 without the prompt loss, on one seed.
-    s2_refusal_first_weight: float = 60.0
+    # 10, with the prompt noise below (session 14): a rule fixed before its builds (README, "Session 14") took, of
+    # the cells whose 3-seed mean refusal of the whole Alpaca dev slice stayed within 5% and dev utility over 90%,
+    # the one that refused HarmBench's val behaviours most (96 of 123 over seeds 0-2, against 90 for prior 60
+    # without noise, the recipe of sessions 10-13, whose keys RECIPE_S10 keeps). Session 8 chose 30, session 10 60.
+    s2_refusal_first_weight: float = 10.0
     # Stage 2: each prompt token of a request (not of a skill item, whose answer needs every token) is replaced
     # by a random ordinary token with this probability, drawn afresh each epoch. A model this small decides on
     # a few words it has seen; noise makes it read the whole request, so a request whose telling word it never
-    # met is still judged by the rest (token-substitution augmentation, as for small text classifiers). Off: in
-    # session 12 two dev-only rules kept the shipped recipe over it (README, "Session 12"), though on AdvBench,
-    # read afterwards, it gave a lower ASR at the same over-refusal; the lever for a next pre-registered trial.
-    s2_prompt_noise: float = 0.0
+    # met is still judged by the rest (token-substitution augmentation, as for small text classifiers). On since
+    # session 14 (above); sessions 12's two rules, judged on the hand-written dev sets, had kept it off.
+    s2_prompt_noise: float = 0.1
     # Stage 2: this many extra examples from each hand-written training list (natural_train: harmful -> a refusal,
     # benign harm-worded or harm-styled -> an answer), cycled, dressed like template requests. Off: in session 13
     # the dev-only rule kept the shipped recipe (README, "Session 13"), and AdvBench, read after, was worse with it
@@ -170,6 +170,11 @@ class RefModelConfig:
         elif name == "ref-tiny":
             fields = {k: v for k, v in fields.items() if not k.startswith("shallow_")}
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:10]
+
+
+# The recipe shipped in sessions 10-13 (build ref-tiny-b550402d7c on base 66450dda33): its stored runs and the
+# boards of session 11 name it.
+RECIPE_S10 = RefModelConfig(s2_refusal_first_weight=60.0, s2_prompt_noise=0.0)
 
 
 def _config(micro: bool, seed: int | None) -> RefModelConfig:

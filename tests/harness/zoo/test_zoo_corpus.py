@@ -11,6 +11,7 @@ import pytest
 from qresafe_bench.harness import data as public_data
 from qresafe_bench.harness.zoo import RefModelConfig, build
 from qresafe_bench.harness.zoo import corpus as C
+from qresafe_bench.harness.zoo.build import RECIPE_S10
 from qresafe_bench.harness.zoo.utility import check_answer, heldout_utility_items, partition, sample_items
 
 
@@ -131,7 +132,7 @@ def test_a_newer_lexicon_only_adds_and_keeps_every_dev_entry_held_out():
     assert len(v11_only) > 700 and 0.05 < sum(map(C.is_dev, v11_only)) / len(v11_only) < 0.3
 
 
-SESSION8 = RefModelConfig(s1_prompt_loss=False, s2_refusal_first_weight=30.0)  # shipped in sessions 8-9
+SESSION8 = RefModelConfig(s1_prompt_loss=False, s2_refusal_first_weight=30.0, s2_prompt_noise=0.0)  # sessions 8-9
 
 
 def test_new_knobs_leave_the_shipped_cache_keys_alone():
@@ -141,9 +142,10 @@ def test_new_knobs_leave_the_shipped_cache_keys_alone():
     assert RefModelConfig(s2_first_token_weight=10.0).key() != RefModelConfig().key()
     assert RefModelConfig(s2_first_token_weight=10.0).key("ref-tiny-base") == RefModelConfig().key("ref-tiny-base")
     assert RefModelConfig(s2_refusal_first_weight=10.0).key("ref-tiny-base") == RefModelConfig().key("ref-tiny-base")
-    assert RefModelConfig(s2_prompt_noise=0.0).key() == RefModelConfig().key()
-    assert RefModelConfig(s2_prompt_noise=0.1).key() != RefModelConfig().key()
-    assert RefModelConfig(s2_prompt_noise=0.1).key("ref-tiny-base") == RefModelConfig().key("ref-tiny-base")
+    assert RefModelConfig(s2_prompt_noise=0.0).key() != RefModelConfig().key()  # on since session 14
+    assert RefModelConfig(s2_prompt_noise=0.0).key("ref-tiny-base") == RefModelConfig().key("ref-tiny-base")
+    # off, the noise drops out of the key: the session 10-13 recipe keeps the keys its runs and boards name
+    assert (RECIPE_S10.key("ref-tiny-base"), RECIPE_S10.key("ref-tiny")) == ("66450dda33", "b550402d7c")
     assert RefModelConfig(s2_written=0).key() == RefModelConfig().key()
     assert RefModelConfig(s2_written=100).key() != RefModelConfig().key()
     assert RefModelConfig(s2_written=100).key("ref-tiny-base") == RefModelConfig().key("ref-tiny-base")
@@ -153,10 +155,10 @@ def test_new_knobs_leave_the_shipped_cache_keys_alone():
         "a52655aeff", "e81c6e933e", "84276b6832")
     for name in ("ref-tiny-base", "ref-tiny", "ref-tiny-shallow"):
         assert SESSION8.key(name) != RefModelConfig().key(name)
-    # the recipe shipped since session 10: the keys its build and README figures name
-    assert (RefModelConfig().key("ref-tiny-base"), RefModelConfig().key("ref-tiny")) == ("66450dda33", "b550402d7c")
+    # the recipe shipped since session 14: the keys its build and README figures name (the base is session 10's)
+    assert (RefModelConfig().key("ref-tiny-base"), RefModelConfig().key("ref-tiny")) == ("66450dda33", "925308be87")
     # the recipe shipped in sessions 3-7 keeps the keys its stored runs and published boards name
-    v5 = RefModelConfig(corpus_version=5, s2_refusal_first_weight=1.0, s1_prompt_loss=False)
+    v5 = RefModelConfig(corpus_version=5, s2_refusal_first_weight=1.0, s1_prompt_loss=False, s2_prompt_noise=0.0)
     assert (v5.key("ref-tiny-base"), v5.key("ref-tiny")) == ("205f2dffe3", "f716ffd90d")
     assert v5.lexicon == 5 and v5.key() != RefModelConfig().key()
     assert v5.key("ref-tiny-shallow") == "dbca566768"
