@@ -104,7 +104,7 @@ class RefModelConfig:
     threads: int = 2  # fixed: CPU kernels are bit-reproducible only at a fixed thread count
     dev_size: int = 200  # items per held-out dev check measured at build time
     # Corpus lexicon: v11 (session 8) over v5 (shipped in sessions 3-7, build ref-tiny-f716ffd90d; its recipe is
-    # RefModelConfig(corpus_version=5, s2_refusal_first_weight=1.0, s1_prompt_loss=False, s2_prompt_noise=0.0)); keys kept.
+    # RefModelConfig(corpus_version=5, s2_refusal_first_weight=1.0, s1_prompt_loss=False, s2_prompt_noise=0.0).
     corpus_version: int = 11  # bump when corpus.py / utility.py change what a config trains on (cache key)
     # Stage 2: loss weight of each response's first token, against 1 for the rest. The first token is the
     # decision (a refusal opens "I'm sorry", "I cannot", ...; an answer opens otherwise); the rest of a
