@@ -376,7 +376,7 @@ def train(model: LlamaForCausalLM, data: list[tuple], cfg: RefModelConfig, *, lr
 
 # --- Held-out checks ----------------------------------------------------------------------------------
 def dev_metrics(path: Path, cfg: RefModelConfig, alpaca_dev: list[str],
-                data_dir: str | Path | None = None) -> dict[str, float]:
+                data_dir: str | Path | None) -> dict[str, float]:
     """Tuning metrics on held-out slices only (never AdvBench, never Alpaca val, never HarmBench test)."""
     from ..evaluate import task_utils
     from .generate import chat_generate, load, refusal_rate
@@ -466,7 +466,7 @@ def built_path(name: str, *, micro: bool = False, seed: int | None = None, cache
 
 def _save(model: LlamaForCausalLM, tok: PreTrainedTokenizerFast, final: Path, meta: dict,
           cfg: RefModelConfig, alpaca_dev: list[str], log: Callable[[str], None],
-          data_dir: str | Path | None = None) -> Path:
+          data_dir: str | Path | None) -> Path:
     """Write into a temp dir beside ``final``, measure dev metrics there, then rename atomically."""
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
