@@ -1,6 +1,6 @@
 """Sessions: `tests` (the CPU suite CI runs), `slow` (full reference-model build and its acceptance
-figures), `reference` (the README's main job), `boards` and `grids` (the published boards), `lint`, and
-`gpu` (what a GPU runner runs).
+figures), `reference` (the README's main job), `boards` (the published boards), `lint`, `gpu` (what a GPU
+runner runs), and `vllm_cpu` (the vLLM path on CPU, in its own environment).
 
     pip install nox && nox -s reference     # build the reference models and evaluate them
     nox -s tests                            # the test suite
@@ -48,7 +48,7 @@ def tests(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def slow(session: nox.Session) -> None:
-    """Full reference-model build and the acceptance figures of the issues (minutes)."""
+    """Full reference-model build and its acceptance figures (minutes)."""
     _install(session)
     session.run("pytest", "-m", "slow and not gpu and not vllm", *session.posargs, env=_env())
 
@@ -78,29 +78,6 @@ def boards(session: nox.Session) -> None:
                 "--no-prompt-text", env=_env())  # published: no copy of AdvBench's prompts, only their indices
 
 
-# The issue-3 grid on the reference models: every method x bits x tier (and RTN group sizes), plus the
-# deliberately shallow model. Hours from scratch on 2 cores (AQLM cells ~3 min each); resumable.
-GRIDS = (
-    ("ref-tiny", "gptq,awq", "4,3,2", "benign,indirect,direct", None, "ref-tiny/grid-gptq-awq.md"),
-    ("ref-tiny", "rtn", "8,4,3,2", None, "-1,128,32", "ref-tiny/grid-rtn.md"),
-    ("ref-tiny", "bnb-int8,bnb-nf4,bnb-fp4", "8,4", None, None, "ref-tiny/grid-bitsandbytes.md"),
-    ("ref-tiny", "qlora,llm-qat", "4,2", "benign,indirect,direct", None, "ref-tiny/grid-training.md"),
-    ("ref-tiny-shallow", "rtn,bnb-nf4,gptq,qlora", "4,3,2", "benign,direct", None, "ref-tiny-shallow/grid.md"),
-    ("ref-tiny", "aqlm", "4,2", "benign,indirect,direct", None, "ref-tiny/grid-aqlm.md"),
-)
-
-
-@nox.session(python=PYTHON)
-def grids(session: nox.Session) -> None:
-    """The full quantization grid (issue 3) into leaderboards/; run before `boards` to have it on the board."""
-    _install(session)
-    for model, quant, bits, calib, groups, out in GRIDS:
-        args = ["--model", model, "--quant", quant, "--bits", bits, "--out", f"leaderboards/{out}"]
-        args += ["--calib", calib] if calib else []
-        args += ["--group-size", groups] if groups else []
-        session.run("qresafe-bench", "sweep", *args, env=_env())
-
-
 @nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
     session.install("ruff")
@@ -118,10 +95,10 @@ def gpu(session: nox.Session) -> None:
     session.run("pytest", "-m", "gpu", *session.posargs, env=_env())
 
 
-# -- vLLM on CPU (issue 6) --------------------------------------------------------------------------------------
+# -- vLLM on CPU ------------------------------------------------------------------------------------------------
 # vllm-cpu pins torch 2.13.0+cpu, transformers < 5.20 and compressed-tensors 0.17.0; llm-compressor needs a newer
 # compressed-tensors, so the test checkpoints are made in the main environment (`vllm_checkpoints`) and only
-# loaded in vLLM's (`vllm_cpu`). CPU workarounds at run time: harness/vllm_cpu.py.
+# loaded in vLLM's (`vllm_cpu`). CPU workarounds at run time: harness/generation/vllm_cpu.py.
 VLLM_CHECKPOINTS = REPO / ".nox" / "vllm-checkpoints"
 
 

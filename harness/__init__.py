@@ -1,1 +1,2 @@
-"""Runs things: CLI, registry, backends, run store, reference-model zoo."""
+"""Runs things, one subpackage per idea (core, models, quantize, generation, data, scoring, runs, judges,
+boards, cli, zoo) plus the run store."""

@@ -23,8 +23,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from .core.errors import QresafeError
 
-class StoreError(RuntimeError):
+
+class StoreError(QresafeError, RuntimeError):
     """A store entry that cannot be read (one-line message naming the file)."""
 
 

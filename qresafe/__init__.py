@@ -1,1 +1,1 @@
-"""The Q-resafe patch: masked-LoRA DPO on safety-critical weights (issue 4)."""
+"""The Q-resafe patch: masked-LoRA DPO on safety-critical weights."""

@@ -24,6 +24,9 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from ..harness.core.errors import QresafeError
+from ..harness.core.spec import DATA_TIERS
+
 PATCH_METHODS: tuple[str, ...] = ("qresafe", "lora-dpo", "sft", "dpo-full", "keep-critical")
 SCORE_LOSSES: tuple[str, ...] = ("dpo", "nll")
 # Quantization formats a LoRA delta can be merged into under the existing scales (integer grids).
@@ -34,7 +37,7 @@ ADAPTER_METHODS: tuple[str, ...] = ("bnb-int8", "bnb-nf4", "bnb-fp4", "aqlm")
 STACKED_ADAPTER_METHODS: tuple[str, ...] = ("qlora",)
 
 
-class PatchError(RuntimeError):
+class PatchError(QresafeError, RuntimeError):
     """A patch request that cannot be served (one-line message)."""
 
 
@@ -54,7 +57,7 @@ class PatchRecipe(BaseModel):
 
     method: Literal["qresafe", "lora-dpo", "sft", "dpo-full", "keep-critical"] = "qresafe"
     # Patch set (paper §3.1): prompts of a calibration tier plus held-out harmful requests.
-    patch_tier: Literal["benign", "indirect", "direct"] = "benign"
+    patch_tier: Literal[DATA_TIERS] = "benign"
     n_tier_prompts: int = 64  # prompts drawn from the tier (its 128 conversations are the quantizer's own)
     n_harmful_prompts: int = 64  # held-out harmful requests: where quantization loses the refusals
     max_new_tokens: int = 64  # of y_w and y_l: the evaluation's own length, so the store is shared with eval

@@ -1,7 +1,7 @@
 """How strong a patch to keep: held-out checks during training, the best checkpoint kept (`--check-every N`).
 
 Why. A fixed number of steps at a fixed learning rate cannot serve every variant: measured on the
-reference model (issue 4 note), 100 steps at lr 5e-4 restored a 2-bit GPTQ model (its merged update
+reference model, 100 steps at lr 5e-4 restored a 2-bit GPTQ model (its merged update
 is mostly rounded away by the grid) but taught an unquantized qlora adapter to refuse everything, and
 with 2 pairs it wrecked a 4-bit model. The paper fixes one recipe for 7B models; here the dose is
 chosen per run, on data the patch neither trains on nor is evaluated on.

@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from ..harness.registry import ResolvedModel
+from ..harness.models.resolved import ResolvedModel
 from .config import PatchError
 from .pairs import PreferencePair, tokenize_pairs
 

@@ -28,9 +28,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..harness.backends import BackendSettings
-from ..harness.registry import ResolvedModel
-from ..harness.spec import VariantSpec
+from ..harness.core.spec import VariantSpec
+from ..harness.generation.backends import BackendSettings
+from ..harness.models.resolved import ResolvedModel
 from ..harness.store import RunStore, stable_hash
 from .config import PatchError, PatchRecipe, PatchRefused
 
@@ -65,7 +65,7 @@ def generation_kwargs(max_new_tokens: int) -> dict:
 def patch_prompts(recipe: PatchRecipe, *, base_dir: Path, data_dir: str | None, cache_dir: Path,
                   log: Callable[[str], None] = print) -> list[PatchPrompt]:
     """The patch set's prompts: tier prompts plus held-out harmful requests, all decontaminated."""
-    from ..harness.calibration import build_tier, evaluation_texts
+    from ..harness.data.calibration import build_tier, evaluation_texts
     from ..harness.zoo.corpus import Decontaminator, harmful_prompt
 
     rng = random.Random(recipe.seed)
@@ -99,7 +99,7 @@ def generate_responses(model: ResolvedModel, spec: VariantSpec, prompts: list[Pa
     """Greedy responses of `model` to `prompts`, through the run store (resumable, never twice)."""
     from lm_eval.api.instance import Instance
 
-    from ..harness.store_lm import StoreLM  # lm-eval only when responses are made
+    from ..harness.generation.store_lm import StoreLM  # lm-eval only when responses are made
 
     settings = settings or BackendSettings()
     log = RunStore(home).generations(f"{spec.id}-{stable_hash(model.fingerprint, 8)}", settings.name)

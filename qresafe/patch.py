@@ -39,11 +39,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..harness.backends import BackendSettings
-from ..harness.registry import ResolvedModel, resolve, resolve_base
-from ..harness.spec import VariantSpec
+from ..harness.core.spec import VariantSpec
+from ..harness.generation.backends import BackendSettings
+from ..harness.models.registry import ResolvedModel, resolve, resolve_base
+from ..harness.models.variants import building, is_complete, variant_dir
 from ..harness.store import atomic_write_json, atomic_write_text, read_json
-from ..harness.variants import building, is_complete, variant_dir
 from .config import (
     ADAPTER_METHODS,
     STACKED_ADAPTER_METHODS,
@@ -103,7 +103,7 @@ def run_patch(request: PatchRequest, *, home: Path, log: Callable[[str], None] =
               on_generated: Callable[[], None] | None = None) -> PatchOutcome:
     """Build (or find in the store) the patched variant of `request.spec`."""
     check_request(request)
-    from ..harness.calibration import TIERS, CalibrationError
+    from ..harness.data.calibration import TIERS, CalibrationError
 
     if request.recipe.patch_tier not in TIERS:  # pydantic already refuses; kept for library callers
         raise CalibrationError(f"unknown --patch-tier {request.recipe.patch_tier!r}")
@@ -225,7 +225,7 @@ def train_and_save(request: PatchRequest, base: ResolvedModel, quantized: Resolv
     model = load_quantized_for_training(quantized, spec.quant, request.device)
     examples = [p.as_example() for p in pairs]
     if not base.system_role:
-        from ..harness.backends import fold_system_turn
+        from ..harness.generation.backends import fold_system_turn
 
         examples = [{**e, "prompt": fold_system_turn(e["prompt"])} for e in examples]
     dataset = datasets.Dataset.from_list(examples)

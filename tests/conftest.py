@@ -4,6 +4,7 @@ nothing from it is copied into the repository."""
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -30,6 +31,22 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     root = tmp_path / "home"
     monkeypatch.setenv("QRESAFE_HOME", str(root))
     return root
+
+
+@pytest.fixture()
+def run_cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture):
+    """Run the `qresafe-bench` entry point in-process: `run_cli([...]) -> (exit code, stdout, stderr)`."""
+    from qresafe_bench.harness.cli.app import main
+
+    def run(args: list[str]) -> tuple[int, str, str]:
+        monkeypatch.setattr(sys, "argv", ["qresafe-bench", *args])
+        with pytest.raises(SystemExit) as info:
+            main()
+            raise SystemExit(0)
+        out, err = capsys.readouterr()
+        return info.value.code or 0, out, err
+
+    return run
 
 
 @pytest.fixture(scope="session")

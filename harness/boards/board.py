@@ -15,18 +15,20 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from ..core.errors import QresafeError
+from ..core.spec import CALIB_TIERS, METHODS
 from .collect import Run, best_runs, load_runs
 
 SAFETY = ("advbench", "asr")
 UTILITY = ("ref_utility", "accuracy")
-TIER_ORDER = ("none", "benign", "indirect", "direct")
-METHOD_ORDER = ("rtn", "gptq", "awq", "aqlm", "bnb-int8", "bnb-nf4", "bnb-fp4", "qlora", "llm-qat")
+TIER_ORDER = CALIB_TIERS
+METHOD_ORDER = METHODS
 TIER_TITLES = {"none": "no data", "benign": "benign (Risk-I)", "indirect": "indirect (Risk-II)",
                "direct": "direct (Risk-III)"}
 MAX_LISTED = 10  # flipped prompts listed per category in Markdown / HTML (JSON has them all)
 
 
-class BoardError(RuntimeError):
+class BoardError(QresafeError, RuntimeError):
     """Nothing to show (one-line message)."""
 
 

@@ -9,12 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..spec import VariantSpec
+from ..core.errors import QresafeError
+from ..core.spec import VariantSpec
 from .board import SAFETY, fmt_p, fmt_rate, paired
 from .collect import Run, comparable, load_runs, spec_key
 
 
-class GateMissing(RuntimeError):
+class GateMissing(QresafeError, RuntimeError):
     """The store holds no usable result for one side of the comparison (exit 2)."""
 
 

@@ -33,28 +33,6 @@ app.command("data")(data_cmd.data_command)
 app.add_typer(zoo_cmd.app, name="zoo")
 
 
-def _known_errors() -> tuple[type[BaseException], ...]:
-    """Exceptions that carry a one-line, user-facing message (imported lazily: keep --help instant)."""
-    from ...qresafe.config import PatchError
-    from ..backends import BackendError
-    from ..boards.board import BoardError
-    from ..calib_audit import AuditError
-    from ..calibration import CalibrationError
-    from ..data import DataSourceError
-    from ..evaluate import EvalError
-    from ..judges import JudgeConfigError, JudgeError
-    from ..quantize.base import QuantError
-    from ..registry import RegistryError
-    from ..spec import SpecError
-    from ..store import StoreError
-    from ..sweep import SweepSpecError
-    from ..zoo import ZooError
-
-    return (BackendError, CalibrationError, DataSourceError, EvalError, PatchError, QuantError, RegistryError,
-            SpecError, StoreError, ZooError, JudgeError, JudgeConfigError, SweepSpecError,
-            BoardError, AuditError)
-
-
 def main() -> None:
     # tqdm reads TQDM_DISABLE when it is imported, so this must happen before any command imports
     # lm-eval or transformers; the CLI shows its own Rich progress instead of their per-batch bars.
@@ -79,7 +57,9 @@ def main() -> None:
             sys.exit(exc.exit_code)
         if os.environ.get("QRESAFE_DEBUG"):
             raise
-        if isinstance(exc, _known_errors()):
+        from ..core.errors import QresafeError  # lazily: keep --help instant
+
+        if isinstance(exc, QresafeError):
             print(f"error: {_unwrap(exc)}", file=sys.stderr)
         else:
             print(f"error: {exc.__class__.__name__}: {exc} (QRESAFE_DEBUG=1 for the traceback)", file=sys.stderr)

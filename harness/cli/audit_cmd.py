@@ -25,8 +25,8 @@ def audit_calib_command(
     json_out: Json = False,
 ) -> None:
     """Estimate FILE's risk tier: share of harmful and identity-shift samples (95% intervals)."""
-    from ..calib_audit import AuditError, audit, read_samples
-    from ..paths import cache_root
+    from ..core.paths import cache_root
+    from ..data.audit import AuditError, audit, read_samples
 
     if not 0 < threshold <= 1:
         raise AuditError(f"--threshold must be in (0, 1], got {threshold}")

@@ -13,12 +13,13 @@ from .options import DataDir, Json
 
 def data_command(data_dir: DataDir = None, json_out: Json = False) -> None:
     """Show the public data sets, their local layout under --data-dir, and their canonical sources."""
-    from ..data import CATALOG
+    from ..data.catalogue import CATALOG
 
     rows = []
     for entry in CATALOG.values():
         local = Path(data_dir).expanduser() / entry.local_path if data_dir else None
-        rows.append({"name": entry.name, "local_path": entry.local_path, "url": entry.url,
+        rows.append({"name": entry.name, "description": entry.description, "local_path": entry.local_path,
+                     "url": entry.url,
                      "licence": entry.licence, "role": entry.role,
                      "found": bool(local and local.is_file()) if data_dir else None})
     if json_out:

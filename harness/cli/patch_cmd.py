@@ -71,9 +71,9 @@ def patch_command(
 
     from ...qresafe.config import PatchError, PatchRecipe
     from ...qresafe.patch import PatchRequest, check_request, run_patch
-    from ..backends import BackendSettings
-    from ..calibration import TIERS, CalibrationError
-    from ..paths import cache_root
+    from ..core.paths import cache_root
+    from ..data.calibration import TIERS, CalibrationError
+    from ..generation.backends import BackendSettings
 
     # Refuse bad input before anything is loaded, generated or written.
     if quant == "none":

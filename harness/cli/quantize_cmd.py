@@ -14,9 +14,9 @@ def quantize_command(model: Model, quant: Quant, bits: Bits = None, calib: Calib
                      group_size: GroupSize = None, data_dir: DataDir = None, home: Home = None,
                      models_file: ModelsFile = None) -> None:
     """Quantize a model into a registered variant (stored; `eval` with the same options finds it)."""
-    from ..paths import cache_root
-    from ..registry import resolve
-    from ..spec import SpecError
+    from ..core.paths import cache_root
+    from ..core.spec import SpecError
+    from ..models.registry import resolve
 
     if quant == "none":
         raise SpecError("--quant none is the unquantized model: nothing to quantize")
@@ -29,12 +29,12 @@ def quantize_command(model: Model, quant: Quant, bits: Bits = None, calib: Calib
 
 def methods_command(json_out: Json = False) -> None:
     """The method × bits matrix: what each quantization method supports, and through which library."""
-    from ..quantize.base import METHODS
-    from ..spec import BITS
+    from ..core.spec import BITS
+    from ..quantize.base import QUANTIZERS
 
     bit_columns = [b for b in BITS if b != 16]
     rows = [{"method": m.name, "bits": list(m.bits), "library": m.library, "data": m.data, "format": m.fmt,
-             "default_group_size": m.default_group_size, "note": m.note} for m in METHODS.values()]
+             "default_group_size": m.default_group_size, "note": m.note} for m in QUANTIZERS.values()]
     if json_out:
         print(json.dumps(rows, indent=2))
         return

@@ -20,9 +20,10 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from ..core.spec import METHODS
 from .options import Backend, DataDir, Home, ModelsFile
 
-ALL_METHODS = "rtn,gptq,awq,bnb-int8,bnb-nf4,bnb-fp4,aqlm,qlora,llm-qat"
+ALL_METHODS = ",".join(METHODS)
 ALL_TIERS = "benign,indirect,direct"
 
 
@@ -74,10 +75,10 @@ def sweep_command(
     models_file: ModelsFile = None,
 ) -> None:
     """Run every supported cell of methods × bits × tiers × group sizes (× the patch); skipped cells say why."""
-    from ..backends import BackendSettings
-    from ..paths import cache_root
+    from ..core.paths import cache_root
+    from ..generation.backends import BackendSettings
+    from ..runs.sweep import SweepGrid, load_sweep_spec, markdown_table, run_sweep
     from ..store import atomic_write_text
-    from ..sweep import SweepGrid, load_sweep_spec, markdown_table, run_sweep
 
     if spec is not None:
         fields = load_sweep_spec(spec)

@@ -22,7 +22,7 @@ def build_command(
 ) -> None:
     """Train (or find in the cache) a reference model; prints its directory."""
     from .. import zoo
-    from ..paths import cache_root
+    from ..core.paths import cache_root
 
     err = Console(stderr=True)
     path = zoo.build(name, micro=micro, seed=seed, cache_root=cache_root(home), data_dir=data_dir,

@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..core.errors import QresafeError
+
 if TYPE_CHECKING:  # pragma: no cover
     from .templates import JudgePrompt
 
@@ -42,11 +44,11 @@ HOW_TO_CONFIGURE = ("pass --judge openai:http://HOST:PORT/v1 (an OpenAI-compatib
                     "QRESAFE_JUDGE_API_KEY) or --judge hf:PATH (a local judge model)")
 
 
-class JudgeError(RuntimeError):
+class JudgeError(QresafeError, RuntimeError):
     """A judge that could not answer: unreachable endpoint, HTTP error, malformed reply (one line)."""
 
 
-class JudgeConfigError(ValueError):
+class JudgeConfigError(QresafeError, ValueError):
     """A judge request that cannot be served as configured: no judge, unknown template, bad spec."""
 
 
@@ -207,7 +209,7 @@ class JudgeSession:
 
     def _cache(self):
         if self._log is None:
-            from ..paths import cache_root
+            from ..core.paths import cache_root
             from ..store import GenerationLog, stable_hash
 
             root = self.cache_root or cache_root()

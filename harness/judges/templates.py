@@ -149,7 +149,7 @@ MT_BENCH_JUDGE_MAX_TOKENS = 2048  # FastChat's judge setting
 
 def mt_bench_templates(data_dir: str | None) -> dict[str, dict[str, str]]:
     """The four single-answer templates, from the data set, checked against the pinned hashes."""
-    from ..data import DataSourceError, load_records
+    from ..data.catalogue import DataSourceError, load_records
 
     found = {row.get("name"): row for row in load_records("mt_bench_judge_prompts", data_dir)}
     out = {}

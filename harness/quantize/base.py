@@ -18,8 +18,11 @@ from typing import Literal, Protocol
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from ..core.errors import QresafeError
+from ..core.spec import CALIB_TIERS
 
-class QuantError(RuntimeError):
+
+class QuantError(QresafeError, RuntimeError):
     """A quantization request that cannot be served (one-line message)."""
 
 
@@ -38,18 +41,19 @@ class MethodInfo:
         return importlib.import_module(f"{__package__}.{self.module}").quantize
 
 
-METHODS: dict[str, MethodInfo] = {m.name: m for m in (
+# The quantizer table: one row per method of the vocabulary (core/spec.py METHODS), in the same order.
+QUANTIZERS: dict[str, MethodInfo] = {m.name: m for m in (
     MethodInfo("rtn", "llm-compressor QuantizationModifier (round-to-nearest, min-max scales)", (8, 4, 3, 2),
                "none", "llmc", 128, "compressed-tensors"),
     MethodInfo("gptq", "llm-compressor GPTQModifier", (8, 4, 3, 2), "text", "llmc", 128, "compressed-tensors"),
     MethodInfo("awq", "llm-compressor AWQModifier", (8, 4, 3, 2), "text", "llmc", 128,
                "compressed-tensors",
                note="AutoAWQ is deprecated; on CPU a pin-memory workaround applies (quantize/_cpu.py)"),
+    MethodInfo("aqlm", "additive codebooks written in AQLM format (this project's quantizer; `aqlm` runtime)",
+               (4, 3, 2), "text", "aqlm_format", None, "aqlm"),
     MethodInfo("bnb-int8", "bitsandbytes LLM.int8()", (8,), "none", "bnb", None, "bitsandbytes"),
     MethodInfo("bnb-nf4", "bitsandbytes NF4", (4,), "none", "bnb", 64, "bitsandbytes"),
     MethodInfo("bnb-fp4", "bitsandbytes FP4", (4,), "none", "bnb", 64, "bitsandbytes"),
-    MethodInfo("aqlm", "additive codebooks written in AQLM format (this project's quantizer; `aqlm` runtime)",
-               (4, 3, 2), "text", "aqlm_format", None, "aqlm"),
     MethodInfo("qlora", "bitsandbytes NF4 + PEFT LoRA fine-tune", (4,), "pairs", "qlora", 64,
                "bitsandbytes + LoRA adapter"),
     MethodInfo("llm-qat", "fake-quant fine-tune (compressed-tensors fake_quantize, straight-through) then RTN",
@@ -59,9 +63,9 @@ METHODS: dict[str, MethodInfo] = {m.name: m for m in (
 
 def method_info(name: str) -> MethodInfo:
     try:
-        return METHODS[name]
+        return QUANTIZERS[name]
     except KeyError:
-        raise QuantError(f"unknown quantization method {name!r}; known: {', '.join(METHODS)}") from None
+        raise QuantError(f"unknown quantization method {name!r}; known: {', '.join(QUANTIZERS)}") from None
 
 
 def check_supported(method: str, bits: int) -> MethodInfo:
@@ -81,7 +85,7 @@ class QuantRecipe(BaseModel):
     method: str
     bits: int
     group_size: int | None = None  # None = the method's default; -1 = per-channel
-    calib: Literal["none", "benign", "indirect", "direct"] = "none"
+    calib: Literal[CALIB_TIERS] = "none"
     seed: int = 0
     num_calibration_samples: int = 128  # PTQ: calibration sequences
     max_seq_length: int = 256  # PTQ and training: tokens per sequence

@@ -6,7 +6,7 @@ from typing import Any
 
 import datasets
 
-from qresafe_bench.harness.data import advbench_prompts
+from qresafe_bench.harness.data.catalogue import advbench_prompts
 from qresafe_bench.harness.scoring.refusal import is_affirmative, is_jailbroken
 
 

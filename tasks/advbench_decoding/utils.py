@@ -13,9 +13,9 @@ from typing import Any
 import datasets
 
 from qresafe_bench.harness import judges
-from qresafe_bench.harness.data import advbench_prompts
-from qresafe_bench.harness.decoding import KNOBS, settings
-from qresafe_bench.harness.stats import wilson
+from qresafe_bench.harness.core.stats import wilson
+from qresafe_bench.harness.data.catalogue import advbench_prompts
+from qresafe_bench.harness.scoring.decoding import KNOBS, settings
 
 
 def load_dataset(data_dir: str | None = None, decoding_grid: str = "reduced", decoding_samples: int = 1,

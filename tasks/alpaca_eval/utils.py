@@ -11,10 +11,10 @@ from typing import Any
 import datasets
 
 from qresafe_bench.harness import judges
-from qresafe_bench.harness.data import ALPACA_EVAL_REFERENCES as REFERENCES
-from qresafe_bench.harness.data import DataSourceError, load_records, resolve
+from qresafe_bench.harness.core.stats import wilson
+from qresafe_bench.harness.data.catalogue import ALPACA_EVAL_REFERENCES as REFERENCES
+from qresafe_bench.harness.data.catalogue import DataSourceError, load_records, resolve
 from qresafe_bench.harness.judges.templates import alpaca_eval_prompt, parse_m_or_M
-from qresafe_bench.harness.stats import wilson
 
 _STATE: dict[str, Any] = {}
 

@@ -7,7 +7,7 @@ from typing import Any
 import datasets
 
 from qresafe_bench.harness import judges
-from qresafe_bench.harness.data import DataSourceError, load_records
+from qresafe_bench.harness.data.catalogue import DataSourceError, load_records
 from qresafe_bench.harness.scoring.refusal import is_refusal
 
 

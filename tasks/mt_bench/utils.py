@@ -10,7 +10,7 @@ from typing import Any
 import datasets
 
 from qresafe_bench.harness import judges
-from qresafe_bench.harness.data import DataSourceError, load_records
+from qresafe_bench.harness.data.catalogue import DataSourceError, load_records
 from qresafe_bench.harness.judges.templates import mt_bench_prompt, mt_bench_templates, parse_rating
 
 # fastchat/llm_judge/common.py: temperature_config and NEED_REF_CATS.

@@ -7,7 +7,7 @@ from typing import Any
 
 import datasets
 
-from qresafe_bench.harness.data import alpaca_instructions
+from qresafe_bench.harness.data.catalogue import alpaca_instructions
 from qresafe_bench.harness.scoring.refusal import is_refusal
 
 

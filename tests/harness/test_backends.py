@@ -2,8 +2,13 @@ import importlib.util
 
 import pytest
 
-from qresafe_bench.harness.backends import BackendError, BackendSettings, fold_system_turn, lm_eval_model_args
-from qresafe_bench.harness.registry import ResolvedModel
+from qresafe_bench.harness.generation.backends import (
+    BackendError,
+    BackendSettings,
+    fold_system_turn,
+    lm_eval_model_args,
+)
+from qresafe_bench.harness.models.registry import ResolvedModel
 
 LLAMA = ResolvedModel(name="llama2-7b", location="meta-llama/Llama-2-7b-chat-hf", source="hub", dtype="float16")
 

@@ -17,8 +17,8 @@ import pytest
 from qresafe_bench.harness.boards.board import build_board, mcnemar_exact, render_csv, render_markdown
 from qresafe_bench.harness.boards.html import render_html
 from qresafe_bench.harness.boards.paper import BANNER, load_paper, missing_cells
-from qresafe_bench.harness.spec import VariantSpec
-from qresafe_bench.harness.stats import rate_of
+from qresafe_bench.harness.core.spec import VariantSpec
+from qresafe_bench.harness.core.stats import rate_of
 from qresafe_bench.harness.store import RunStore, stable_hash
 
 N = 40  # AdvBench prompts per run in the fake store
@@ -170,7 +170,7 @@ def test_html_board_renders_in_headless_chromium(store: Path, tmp_path: Path) ->
 
 
 def test_audit_calib_tiers(tmp_path: Path, data_dir: Path) -> None:
-    from qresafe_bench.harness.calib_audit import audit
+    from qresafe_bench.harness.data.audit import audit
 
     benign = tmp_path / "benign.jsonl"
     benign.write_text("".join(json.dumps([{"role": "user", "content": f"List {i} colours of the rainbow."},

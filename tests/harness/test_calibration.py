@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from qresafe_bench.harness.calibration import AOA_SYSTEM, TIERS, CalibrationError, build_tier, evaluation_texts
+from qresafe_bench.harness.data.calibration import AOA_SYSTEM, TIERS, CalibrationError, build_tier, evaluation_texts
 from qresafe_bench.harness.scoring.refusal import is_affirmative
 from qresafe_bench.harness.zoo.corpus import ngrams, normalise
 

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from qresafe_bench.harness import data
+from qresafe_bench.harness.data import catalogue as data
 
 
 def test_local_layout(data_dir: Path) -> None:

@@ -4,11 +4,11 @@ from pathlib import Path
 
 import pytest
 
-from qresafe_bench.harness import backends
-from qresafe_bench.harness.backends import BackendSettings
-from qresafe_bench.harness.data import DataSourceError
-from qresafe_bench.harness.evaluate import EvalError, EvalRequest, run_eval
-from qresafe_bench.harness.spec import VariantSpec
+from qresafe_bench.harness.core.spec import VariantSpec
+from qresafe_bench.harness.data.catalogue import DataSourceError
+from qresafe_bench.harness.generation import backends
+from qresafe_bench.harness.generation.backends import BackendSettings
+from qresafe_bench.harness.runs.evaluate import EvalError, EvalRequest, run_eval
 
 
 def _request(model_dir: Path, data_dir: Path, **kwargs) -> EvalRequest:

@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from qresafe_bench.harness.registry import RegistryError, load_registry, lookup, resolve
-from qresafe_bench.harness.spec import VariantSpec
+from qresafe_bench.harness.core.spec import VariantSpec
+from qresafe_bench.harness.models.registry import RegistryError, load_registry, lookup, resolve
 
 
 def test_shipped_registry_has_the_paper_models_and_successors() -> None:

@@ -1,6 +1,6 @@
 import pytest
 
-from qresafe_bench.harness.spec import SpecError, VariantSpec
+from qresafe_bench.harness.core.spec import SpecError, VariantSpec
 
 
 def test_id_is_stable_and_distinguishes_fields() -> None:
@@ -22,3 +22,12 @@ def test_id_is_stable_and_distinguishes_fields() -> None:
 def test_bad_combinations_are_refused(kwargs: dict, message: str) -> None:
     with pytest.raises(SpecError, match=message):
         VariantSpec(model="ref-tiny", **kwargs)
+
+
+def test_the_vocabulary_is_held_once() -> None:
+    from qresafe_bench.harness.core.spec import CALIB_TIERS, DATA_TIERS, METHODS, QUANT_METHODS
+    from qresafe_bench.harness.data.calibration import TIERS
+    from qresafe_bench.harness.quantize.base import QUANTIZERS
+
+    assert tuple(QUANTIZERS) == METHODS and QUANT_METHODS == ("none", *METHODS)
+    assert TIERS is DATA_TIERS and CALIB_TIERS == ("none", *DATA_TIERS)

@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from qresafe_bench.harness.stats import rate_of, wilson
+from qresafe_bench.harness.core.stats import rate_of, wilson
 
 
 def test_wilson_known_values() -> None:

@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from qresafe_bench.harness.backends import BackendSettings
+from qresafe_bench.harness.generation.backends import BackendSettings
 from qresafe_bench.harness.quantize.base import QuantError
-from qresafe_bench.harness.sweep import SweepGrid, cells, markdown_table, run_sweep
+from qresafe_bench.harness.runs.sweep import SweepGrid, cells, markdown_table, run_sweep
 
 
 def test_cells_cover_the_grid_and_explain_skips() -> None:
@@ -46,7 +46,7 @@ def test_planning_a_sweep_imports_no_training_stack() -> None:
     import subprocess
     import sys
 
-    code = ("import sys; import qresafe_bench.harness.sweep, qresafe_bench.qresafe.patch, "
+    code = ("import sys; import qresafe_bench.harness.runs.sweep, qresafe_bench.qresafe.patch, "
             "qresafe_bench.harness.zoo.build, qresafe_bench.harness.cli.app; "
             "print(sorted(m for m in ('trl', 'peft', 'transformers.models.llama.modeling_llama', 'torch', 'lm_eval') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

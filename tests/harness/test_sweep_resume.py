@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from qresafe_bench.harness.backends import BackendSettings
-from qresafe_bench.harness.sweep import SweepGrid, SweepSpecError, cells, load_sweep_spec, run_sweep
+from qresafe_bench.harness.generation.backends import BackendSettings
+from qresafe_bench.harness.runs.sweep import SweepGrid, SweepSpecError, cells, load_sweep_spec, run_sweep
 
 LIMIT = 6
 
@@ -62,8 +62,8 @@ def test_finished_sweep_reruns_from_store_without_generating(tiny_random_dir: Pa
     rerun = f"""
 import json, sys, time
 started = time.perf_counter()
-from qresafe_bench.harness.backends import BackendSettings
-from qresafe_bench.harness.sweep import SweepGrid, run_sweep
+from qresafe_bench.harness.generation.backends import BackendSettings
+from qresafe_bench.harness.runs.sweep import SweepGrid, run_sweep
 grid = SweepGrid(model={str(tiny_random_dir)!r}, methods=("rtn",), bits=(8, 4), group_sizes=(16,),
                  tasks=("advbench",), limit={LIMIT})
 from pathlib import Path

@@ -4,10 +4,10 @@ from pathlib import Path
 
 import pytest
 
-from qresafe_bench.harness import registry
+from qresafe_bench.harness.core.spec import VariantSpec
+from qresafe_bench.harness.models import registry
+from qresafe_bench.harness.models.variants import default_calib, recipe_for
 from qresafe_bench.harness.quantize.base import QuantError, QuantRecipe
-from qresafe_bench.harness.spec import VariantSpec
-from qresafe_bench.harness.variants import default_calib, recipe_for
 
 
 def test_variant_is_built_once_with_its_recipe(tiny_random_dir: Path, tmp_path: Path, monkeypatch) -> None:

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from qresafe_bench.harness.backends import BackendError, BackendSettings, lm_eval_model_args, vllm_refusal
-from qresafe_bench.harness.registry import ResolvedModel
+from qresafe_bench.harness.generation.backends import BackendError, BackendSettings, lm_eval_model_args, vllm_refusal
+from qresafe_bench.harness.models.registry import ResolvedModel
 
 
 def _checkpoint(path: Path, quantization_config: dict | None) -> ResolvedModel:

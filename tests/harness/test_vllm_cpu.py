@@ -17,9 +17,9 @@ import pytest
 pytestmark = pytest.mark.vllm
 vllm = pytest.importorskip("vllm", reason="the vLLM tests run in the vllm_cpu nox session")
 
-from qresafe_bench.harness import vllm_cpu  # noqa: E402
-from qresafe_bench.harness.backends import BackendSettings, make_lm  # noqa: E402
-from qresafe_bench.harness.registry import ResolvedModel  # noqa: E402
+from qresafe_bench.harness.generation import vllm_cpu  # noqa: E402
+from qresafe_bench.harness.generation.backends import BackendSettings, make_lm  # noqa: E402
+from qresafe_bench.harness.models.registry import ResolvedModel  # noqa: E402
 
 PARITY_PROMPTS = int(os.environ.get("QRESAFE_PARITY_PROMPTS", "32"))  # AdvBench prompts (520 = all)
 MAX_NEW_TOKENS = 64  # the advbench task's budget
@@ -60,7 +60,7 @@ def _chat_ids(tokenizer, prompts: list[str]) -> list[list[int]]:
 
 
 def _advbench(data_dir: Path, n: int) -> list[str]:
-    from qresafe_bench.harness.data import advbench_prompts
+    from qresafe_bench.harness.data.catalogue import advbench_prompts
 
     return [row["prompt"] for row in advbench_prompts(str(data_dir))[:n]]
 
@@ -116,9 +116,9 @@ def test_eval_backend_vllm_matches_hf_through_the_store(checkpoints: Path, engin
                                                          data_dir: Path) -> None:
     """`run_eval --backend vllm` (lm-eval's vllm model behind StoreLM) stores the same texts as `--backend hf`,
     under the same request keys in a separate per-backend log, and gives the same ASR."""
-    from qresafe_bench.harness import backends
-    from qresafe_bench.harness.evaluate import EvalRequest, run_eval
-    from qresafe_bench.harness.spec import VariantSpec
+    from qresafe_bench.harness.core.spec import VariantSpec
+    from qresafe_bench.harness.generation import backends
+    from qresafe_bench.harness.runs.evaluate import EvalRequest, run_eval
     from qresafe_bench.harness.store import RunStore
 
     base = str((checkpoints / "base").resolve())
@@ -142,7 +142,7 @@ def test_eval_backend_vllm_matches_hf_through_the_store(checkpoints: Path, engin
 
 
 def test_unloadable_variant_is_refused_before_any_engine(checkpoints: Path) -> None:
-    from qresafe_bench.harness.backends import BackendError
+    from qresafe_bench.harness.generation.backends import BackendError
 
     model = ResolvedModel(name="rtn-w2", location=str(checkpoints / "rtn-w2"), source="local", dtype="float32")
     with pytest.raises(BackendError, match="2-bit.*use --backend hf"):

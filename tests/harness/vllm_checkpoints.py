@@ -24,7 +24,7 @@ NAMES = ("base", "rtn-w4", "gptq-w4", "awq-w4", "w8a8", "rtn-w2")
 
 def make(out: Path) -> None:
     from qresafe_bench.harness import zoo
-    from qresafe_bench.harness.calibration import CalibrationSet
+    from qresafe_bench.harness.data.calibration import CalibrationSet
     from qresafe_bench.harness.quantize.base import QuantRecipe
     from qresafe_bench.harness.quantize.llmc import quantize
 

@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+
 import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "bench_patch.py"
+
+
+def _bench():
+    spec = importlib.util.spec_from_file_location("bench_patch", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.bench
 
 
 @pytest.mark.slow
 def test_bench_prints_methods_taus_and_the_ratio(tiny_random_dir, home, data_dir, tmp_path, capsys) -> None:
-    from qresafe_bench.qresafe.bench import bench
+    bench = _bench()
 
     out = tmp_path / "bench.md"
     bench(model=str(tiny_random_dir), quant="rtn", bits=2, calib=None, methods="qresafe,dpo-full", taus="0.2,0.6",

@@ -79,7 +79,7 @@ def test_training_stops_once_full_precision_refusal_is_restored(monkeypatch) -> 
 
 
 def test_check_sets_are_held_out(data_dir) -> None:
-    from qresafe_bench.harness import data as public_data
+    from qresafe_bench.harness.data import catalogue as public_data
     from qresafe_bench.harness.zoo import corpus as C
     from qresafe_bench.harness.zoo.utility import heldout_utility_items
 

@@ -6,15 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from qresafe_bench.harness.registry import resolve_base
-from qresafe_bench.harness.spec import VariantSpec
+from qresafe_bench.harness.core.spec import VariantSpec
+from qresafe_bench.harness.models.registry import resolve_base
 from qresafe_bench.qresafe.config import PatchError, PatchRecipe
 from qresafe_bench.qresafe.pairs import PatchPrompt, build_pairs, generate_responses, patch_prompts
 
 
 def test_patch_prompts_are_disjoint_from_every_evaluation_set(data_dir: Path, tmp_path: Path, tiny_random_dir) -> None:
-    from qresafe_bench.harness import data as public_data
-    from qresafe_bench.harness.calibration import evaluation_texts
+    from qresafe_bench.harness.data import catalogue as public_data
+    from qresafe_bench.harness.data.calibration import evaluation_texts
     from qresafe_bench.harness.zoo.corpus import Decontaminator, normalise
     from qresafe_bench.harness.zoo.utility import heldout_utility_items
 
@@ -45,7 +45,7 @@ def test_build_pairs_drops_pairs_without_signal() -> None:
 
 
 def test_responses_go_through_the_run_store(tiny_random_dir: Path, home: Path, monkeypatch) -> None:
-    from qresafe_bench.harness import backends
+    from qresafe_bench.harness.generation import backends
 
     spec = VariantSpec(model=str(tiny_random_dir))
     model = resolve_base(str(tiny_random_dir), cache_root=home)

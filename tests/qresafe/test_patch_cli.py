@@ -3,35 +3,23 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-from qresafe_bench.harness.cli.app import main
-
 SMALL = ["--patch-tier", "direct", "--n-tier-prompts", "6", "--n-harmful-prompts", "6", "--steps", "3",
          "--train-batch-size", "4", "--max-new-tokens", "8", "--lora-r", "4"]
-
-
-def run_cli(args: list[str], monkeypatch, capsys) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["qresafe-bench", *args])
-    with pytest.raises(SystemExit) as info:
-        main()
-        raise SystemExit(0)
-    out, err = capsys.readouterr()
-    return info.value.code or 0, out, err
 
 
 def _variants(home: Path) -> list[str]:
     return sorted(p.name for p in (home / "variants").iterdir()) if (home / "variants").exists() else []
 
 
-def test_patch_then_eval_the_patched_variant(tiny_random_dir, home, data_dir, monkeypatch, capsys) -> None:
+def test_patch_then_eval_the_patched_variant(run_cli, tiny_random_dir, home, data_dir, monkeypatch, capsys) -> None:
     model = str(tiny_random_dir)
     code, out, err = run_cli(["patch", "--model", model, "--quant", "rtn", "--bits", "2", *SMALL,
-                              "--learning-rate", "0.05", "--json", "--data-dir", str(data_dir)], monkeypatch, capsys)
+                              "--learning-rate", "0.05", "--json", "--data-dir", str(data_dir)])
     assert code == 0, err
     report = json.loads(out)
     label = report["label"]
@@ -46,27 +34,26 @@ def test_patch_then_eval_the_patched_variant(tiny_random_dir, home, data_dir, mo
 
     # Repeating the command is answered from the store; the pair generations were stored too.
     code, out, err = run_cli(["patch", "--model", model, "--quant", "rtn", "--bits", "2", *SMALL,
-                              "--learning-rate", "0.05", "--data-dir", str(data_dir)], monkeypatch, capsys)
+                              "--learning-rate", "0.05", "--data-dir", str(data_dir)])
     assert code == 0 and out.strip() == str(path) and "found in the store" in err
 
     args = ["eval", "--model", model, "--quant", "rtn", "--bits", "2", "--patch", label, "--limit", "3",
             "--max-new-tokens", "4", "--json", "--data-dir", str(data_dir)]
-    code, out, err = run_cli(args, monkeypatch, capsys)
+    code, out, err = run_cli(args)
     assert code == 0, err
     results = json.loads(out)
     assert results["spec"]["patch"] == label and results["model"]["location"] == str(path)
     assert results["tasks"]["advbench"]["metrics"]["asr"]["n"] == 3
 
 
-def test_keep_safety_critical_without_fine_tuning(tiny_random_dir, home, data_dir, monkeypatch, capsys) -> None:
+def test_keep_safety_critical_without_fine_tuning(run_cli, tiny_random_dir, home, data_dir, monkeypatch, capsys) -> None:
     from safetensors.torch import load_file
     from transformers import AutoModelForCausalLM
 
     from qresafe_bench.qresafe.merge import dequantized_weights
 
     code, out, err = run_cli(["patch", "--model", str(tiny_random_dir), "--quant", "rtn", "--bits", "2", *SMALL[:8],
-                              "--keep-safety-critical", "0.1", "--json", "--data-dir", str(data_dir)],
-                             monkeypatch, capsys)
+                              "--keep-safety-critical", "0.1", "--json", "--data-dir", str(data_dir)])
     assert code == 0, err
     report = json.loads(out)
     assert report["label"].startswith("keep-critical-f0.1-") and report["trainable_parameters"] == 0
@@ -82,8 +69,7 @@ def test_keep_safety_critical_without_fine_tuning(tiny_random_dir, home, data_di
         assert torch.equal(saved[kept], full[f"{name}.weight"].flatten()[kept].half().float())
         assert torch.equal(saved[~kept], dense_q.flatten()[~kept])
     code, out, err = run_cli(["eval", "--model", str(tiny_random_dir), "--quant", "rtn", "--bits", "2", "--patch",
-                              report["label"], "--limit", "2", "--max-new-tokens", "4", "--data-dir", str(data_dir)],
-                             monkeypatch, capsys)
+                              report["label"], "--limit", "2", "--max-new-tokens", "4", "--data-dir", str(data_dir)])
     assert code == 0, err
 
 
@@ -98,21 +84,20 @@ def test_keep_safety_critical_without_fine_tuning(tiny_random_dir, home, data_di
     (["--quant", "rtn", "--bits", "2", "--rpo-alpha", "-1"], "--rpo-alpha must be >= 0"),
     (["--quant", "rtn", "--bits", "2", "--method", "sft", "--rpo-alpha", "1"], "--method sft has no DPO loss"),
 ])
-def test_bad_inputs_are_one_line_and_write_nothing(tiny_random_dir, home, data_dir, monkeypatch, capsys, args,
+def test_bad_inputs_are_one_line_and_write_nothing(run_cli, tiny_random_dir, home, data_dir, monkeypatch, capsys, args,
                                                    message) -> None:
-    code, out, err = run_cli(["patch", "--model", str(tiny_random_dir), *args, "--data-dir", str(data_dir)],
-                             monkeypatch, capsys)
+    code, out, err = run_cli(["patch", "--model", str(tiny_random_dir), *args, "--data-dir", str(data_dir)])
     assert code == 1 and message in err and err.count("\n") == 1 and out == ""
     assert not home.exists() or not any(home.iterdir())
 
 
-def test_empty_patch_set_is_one_line_and_leaves_no_variant(tiny_random_dir, home, data_dir, monkeypatch,
+def test_empty_patch_set_is_one_line_and_leaves_no_variant(run_cli, tiny_random_dir, home, data_dir, monkeypatch,
                                                            capsys) -> None:
     from qresafe_bench.qresafe import patch
 
     monkeypatch.setattr(patch, "generate_responses", lambda model, spec, prompts, **_: ["same answer"] * len(prompts))
     code, out, err = run_cli(["patch", "--model", str(tiny_random_dir), "--quant", "rtn", "--bits", "2", *SMALL,
-                              "--data-dir", str(data_dir)], monkeypatch, capsys)
+                              "--data-dir", str(data_dir)])
     # Progress lines (quantizing, generating) come first; the error itself is one line, and the last.
     lines = err.strip().splitlines()
     assert code == 1 and out == "" and lines[-1].startswith("error: the patch set is empty")
@@ -127,24 +112,24 @@ def test_empty_patch_set_is_one_line_and_leaves_no_variant(tiny_random_dir, home
 
     monkeypatch.setattr(patch, "generate_responses", no_generation)
     code, out, err = run_cli(["patch", "--model", str(tiny_random_dir), "--quant", "rtn", "--bits", "2", *SMALL,
-                              "--data-dir", str(data_dir)], monkeypatch, capsys)
+                              "--data-dir", str(data_dir)])
     assert code == 1 and out == "" and err.strip().splitlines()[-1] == lines[-1]
 
 
-def test_eval_of_an_unbuilt_patch_says_how_to_build_it(tiny_random_dir, home, data_dir, monkeypatch, capsys) -> None:
+def test_eval_of_an_unbuilt_patch_says_how_to_build_it(run_cli, tiny_random_dir, home, data_dir, monkeypatch, capsys) -> None:
     code, _, err = run_cli(["eval", "--model", str(tiny_random_dir), "--quant", "rtn", "--bits", "2", "--patch",
-                            "qresafe", "--data-dir", str(data_dir)], monkeypatch, capsys)
+                            "qresafe", "--data-dir", str(data_dir)])
     assert code == 1 and "qresafe-bench patch" in err and err.count("\n") == 1
 
 
-def test_patch_then_eval_end_to_end(home, tiny_random_dir, data_dir, monkeypatch, capsys) -> None:
+def test_patch_then_eval_end_to_end(run_cli, home, tiny_random_dir, data_dir, monkeypatch, capsys) -> None:
     """The whole path at test scale: patch a 2-bit variant, then evaluate it through the CLI. (A random
     model, not the micro reference model: at 2 bits the micro model answers its few prompts identically,
     so its patch set would be empty; a random model's answers move under quantization.)"""
     model = str(tiny_random_dir)
     code, out, err = run_cli(["patch", "--model", model, "--quant", "rtn", "--bits", "2",
                               "--n-tier-prompts", "16", "--n-harmful-prompts", "16", "--steps", "5",
-                              "--json", "--data-dir", str(data_dir)], monkeypatch, capsys)
+                              "--json", "--data-dir", str(data_dir)])
     if code == 1 and "patch set is empty" in err:
         pytest.fail("the model answers identically at 2 bits: the test needs a model whose quantization matters")
     assert code == 0, err
@@ -152,28 +137,28 @@ def test_patch_then_eval_end_to_end(home, tiny_random_dir, data_dir, monkeypatch
     assert report["merge"]["entries"] > 0 and report["pairs"] >= 1
     code, out, err = run_cli(["eval", "--model", model, "--quant", "rtn", "--bits", "2", "--patch",
                               report["label"], "--tasks", "advbench,ref_utility", "--limit", "4", "--json",
-                              "--data-dir", str(data_dir)], monkeypatch, capsys)
+                              "--data-dir", str(data_dir)])
     assert code == 0, err
     assert json.loads(out)["tasks"]["ref_utility"]["metrics"]
 
 
-def _patch_then_eval(model: str, quant: list[str], data_dir, monkeypatch, capsys) -> tuple[dict, dict]:
+def _patch_then_eval(run_cli, model: str, quant: list[str], data_dir) -> tuple[dict, dict]:
     code, out, err = run_cli(["patch", "--model", model, *quant, *SMALL, "--learning-rate", "0.05", "--json",
-                              "--data-dir", str(data_dir)], monkeypatch, capsys)
+                              "--data-dir", str(data_dir)])
     assert code == 0, err
     report = json.loads(out)
     code, out, err = run_cli(["eval", "--model", model, *quant, "--patch", report["label"], "--limit", "4",
-                              "--max-new-tokens", "4", "--json", "--data-dir", str(data_dir)], monkeypatch, capsys)
+                              "--max-new-tokens", "4", "--json", "--data-dir", str(data_dir)])
     assert code == 0, err
     results = json.loads(out)
     assert results["model"]["location"] == report["path"] and results["tasks"]["advbench"]["metrics"]["asr"]["n"] == 4
     return report, results
 
 
-def test_patch_a_qlora_variant_then_eval(tiny_random_dir, home, data_dir, monkeypatch, capsys) -> None:
+def test_patch_a_qlora_variant_then_eval(run_cli, tiny_random_dir, home, data_dir, monkeypatch, capsys) -> None:
     """qlora: the patch is concatenated onto the variant's adapter; eval serves the one adapter (peft=)."""
-    report, results = _patch_then_eval(str(tiny_random_dir), ["--quant", "qlora", "--bits", "4", "--calib", "direct"],
-                                       data_dir, monkeypatch, capsys)
+    report, results = _patch_then_eval(run_cli, str(tiny_random_dir),
+                                       ["--quant", "qlora", "--bits", "4", "--calib", "direct"], data_dir)
     path = Path(report["path"])
     config = json.loads((path / "adapter" / "adapter_config.json").read_text())
     base_rank = json.loads((Path(report["quantized_variant"]) / "adapter" / "adapter_config.json").read_text())["r"]
@@ -197,23 +182,22 @@ def _tiny_llama_128(out: Path, tokenizer_dir: Path) -> Path:
     return out
 
 
-def test_patch_an_aqlm_variant_then_eval(tiny_random_dir, tmp_path, home, data_dir, monkeypatch, capsys) -> None:
+def test_patch_an_aqlm_variant_then_eval(run_cli, tiny_random_dir, tmp_path, home, data_dir, monkeypatch, capsys) -> None:
     """aqlm: the patch is a LoRA adapter on the AQLM base, trained through aqlm's CPU kernel."""
     pytest.importorskip("aqlm")
     pytest.importorskip("numba")
     model = _tiny_llama_128(tmp_path / "llama128", tiny_random_dir)
-    report, results = _patch_then_eval(str(model), ["--quant", "aqlm", "--bits", "2", "--calib", "benign"],
-                                       data_dir, monkeypatch, capsys)
+    report, results = _patch_then_eval(run_cli, str(model), ["--quant", "aqlm", "--bits", "2", "--calib", "benign"],
+                                       data_dir)
     path = Path(report["path"])
     assert report["saved_as"].startswith("PEFT adapter") and (path / "adapter" / "adapter_model.safetensors").is_file()
     assert json.loads((path / "config.json").read_text())["quantization_config"]["quant_method"] == "aqlm"
     assert report["masks"]["identified_at_steps"] == [0] and report["trainable_parameters"] > 0
 
 
-def test_patch_with_dev_checks_keeps_a_checked_step(tiny_random_dir, home, data_dir, monkeypatch, capsys) -> None:
+def test_patch_with_dev_checks_keeps_a_checked_step(run_cli, tiny_random_dir, home, data_dir, monkeypatch, capsys) -> None:
     code, out, err = run_cli(["patch", "--model", str(tiny_random_dir), "--quant", "rtn", "--bits", "2", *SMALL,
-                              "--learning-rate", "0.05", "--check-every", "1", "--json", "--data-dir", str(data_dir)],
-                             monkeypatch, capsys)
+                              "--learning-rate", "0.05", "--check-every", "1", "--json", "--data-dir", str(data_dir)])
     assert code == 0, err
     report = json.loads(out)
     checks = report["dev_checks"]

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from qresafe_bench.harness.backends import BackendSettings
-from qresafe_bench.harness.decoding import FULL_GRID, GridError, parse_grid, settings
-from qresafe_bench.harness.evaluate import EvalError, EvalRequest, _task_summariser, run_eval
-from qresafe_bench.harness.spec import VariantSpec
+from qresafe_bench.harness.core.spec import VariantSpec
+from qresafe_bench.harness.generation.backends import BackendSettings
+from qresafe_bench.harness.generation.store_lm import occurrence_keys
+from qresafe_bench.harness.runs.evaluate import EvalError, EvalRequest, _task_summariser, run_eval
+from qresafe_bench.harness.scoring.decoding import FULL_GRID, GridError, parse_grid, settings
 from qresafe_bench.harness.store import request_key
-from qresafe_bench.harness.store_lm import occurrence_keys
 
 GRID = "temperature=0.7;top_p=0,0.9;top_k=5"  # 4 sampled settings + greedy
 

@@ -5,25 +5,14 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 from judge_server import JudgeServer
 
-from qresafe_bench.harness.cli.app import main
-from qresafe_bench.harness.evaluate import EvalError, EvalRequest
-from qresafe_bench.harness.spec import VariantSpec
+from qresafe_bench.harness.core.spec import VariantSpec
+from qresafe_bench.harness.runs.evaluate import EvalError, EvalRequest
 from qresafe_bench.tasks import TASKS_DIR
-
-
-def run_cli(args: list[str], monkeypatch, capsys) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["qresafe-bench", *args])
-    with pytest.raises(SystemExit) as info:
-        main()
-        raise SystemExit(0)
-    out, err = capsys.readouterr()
-    return info.value.code or 0, out, err
 
 
 def _one_error_line(err: str) -> bool:
@@ -47,9 +36,9 @@ def _eval_args(model: Path, data_dir: Path, url: str, *extra: str) -> list[str]:
 
 
 def test_mt_bench_and_alpaca_eval_end_to_end_and_rerun_costs_no_judge_calls(
-        tiny_random_dir, data_dir, home, monkeypatch, capsys) -> None:
+        run_cli, tiny_random_dir, data_dir, home, monkeypatch, capsys) -> None:
     with JudgeServer() as server:
-        code, out, err = run_cli(_eval_args(tiny_random_dir, data_dir, server.url), monkeypatch, capsys)
+        code, out, err = run_cli(_eval_args(tiny_random_dir, data_dir, server.url))
         assert code == 0, err
         results = json.loads(out)
         mt, ae = results["tasks"]["mt_bench"], results["tasks"]["alpaca_eval"]
@@ -68,28 +57,28 @@ def test_mt_bench_and_alpaca_eval_end_to_end_and_rerun_costs_no_judge_calls(
         judgments = list((home / "judgments").glob("*.jsonl"))
         assert len(judgments) == 1 and len(judgments[0].read_text().splitlines()) == 9
         # rerun: nothing generated, no judge call
-        code, out2, _ = run_cli(_eval_args(tiny_random_dir, data_dir, server.url), monkeypatch, capsys)
+        code, out2, _ = run_cli(_eval_args(tiny_random_dir, data_dir, server.url))
         assert code == 0 and len(server.calls) == 9 and json.loads(out2)["run_key"] == results["run_key"]
         # even with the finished run deleted, judgments come from the judge cache (and outputs from the store)
         shutil.rmtree(home / "runs")
-        code, out3, _ = run_cli(_eval_args(tiny_random_dir, data_dir, server.url), monkeypatch, capsys)
+        code, out3, _ = run_cli(_eval_args(tiny_random_dir, data_dir, server.url))
         again = json.loads(out3)
         assert code == 0 and len(server.calls) == 9 and again["judge"]["cached"] == 9 and again["generated"] == 0
         assert json.dumps(again["tasks"], sort_keys=True) == json.dumps(results["tasks"], sort_keys=True)  # NaN-safe
 
 
-def test_judged_tasks_are_refused_without_a_judge(tiny_random_dir, data_dir, home, monkeypatch, capsys) -> None:
+def test_judged_tasks_are_refused_without_a_judge(run_cli, tiny_random_dir, data_dir, home, monkeypatch, capsys) -> None:
     monkeypatch.delenv("QRESAFE_JUDGE", raising=False)
     with pytest.raises(EvalError, match="need.*a judge.*--judge openai:"):
         EvalRequest(spec=VariantSpec(model=str(tiny_random_dir)), tasks=("mt_bench",))
     code, out, err = run_cli(["eval", "--model", str(tiny_random_dir), "--tasks", "alpaca_eval", "--data-dir",
-                              str(data_dir)], monkeypatch, capsys)
+                              str(data_dir)])
     assert code == 1 and out == "" and _one_error_line(err) and "--judge" in err
     assert not (home / "generations").exists()
 
 
 @pytest.mark.parametrize("mode,message", [("unreachable", "unreachable"), ("malformed", "malformed judge reply")])
-def test_bad_judge_fails_in_one_line_and_keeps_generations(mode, message, tiny_random_dir, data_dir, home,
+def test_bad_judge_fails_in_one_line_and_keeps_generations(run_cli, mode, message, tiny_random_dir, data_dir, home,
                                                            monkeypatch, capsys) -> None:
     with JudgeServer(mode="malformed") as server:
         url = server.url
@@ -97,7 +86,7 @@ def test_bad_judge_fails_in_one_line_and_keeps_generations(mode, message, tiny_r
             server.__exit__()
         args = ["eval", "--model", str(tiny_random_dir), "--tasks", "alpaca_eval", "--limit", "2", "--max-new-tokens",
                 "4", "--data-dir", str(data_dir), "--judge", f"openai:{url}", "--judge-model", "m"]
-        code, _, err = run_cli(args, monkeypatch, capsys)
+        code, _, err = run_cli(args)
         if mode == "unreachable":
             server._httpd = type("Closed", (), {"shutdown": lambda self: None, "server_close": lambda self: None})()
     assert code == 1 and _one_error_line(err) and message in err
@@ -105,18 +94,18 @@ def test_bad_judge_fails_in_one_line_and_keeps_generations(mode, message, tiny_r
     assert stored and len(stored[0].read_text().splitlines()) == 2  # the generations survive the judge failure
 
 
-def test_unknown_judge_template_and_missing_data_fail_in_one_line(tiny_random_dir, data_dir, tmp_path, home,
+def test_unknown_judge_template_and_missing_data_fail_in_one_line(run_cli, tiny_random_dir, data_dir, tmp_path, home,
                                                                   monkeypatch, capsys) -> None:
     code, _, err = run_cli(["eval", "--model", str(tiny_random_dir), "--tasks", "jbb", "--judge-template", "vibes",
-                            "--judge", "openai:http://127.0.0.1:9/v1", "--data-dir", str(data_dir)], monkeypatch, capsys)
+                            "--judge", "openai:http://127.0.0.1:9/v1", "--data-dir", str(data_dir)])
     assert code == 1 and _one_error_line(err) and "unknown judge template 'vibes'" in err
     (tmp_path / "mt_bench").mkdir()
     code, _, err = run_cli(["eval", "--model", str(tiny_random_dir), "--tasks", "mt_bench", "--judge",
-                            "openai:http://127.0.0.1:9/v1", "--data-dir", str(tmp_path)], monkeypatch, capsys)
+                            "openai:http://127.0.0.1:9/v1", "--data-dir", str(tmp_path)])
     assert code == 1 and _one_error_line(err) and "mt_bench_questions" in err and "not found" in err
 
 
-def test_safety_sets_and_judge_template_on_jbb(tiny_random_dir, data_dir, home, monkeypatch, capsys) -> None:
+def test_safety_sets_and_judge_template_on_jbb(run_cli, tiny_random_dir, data_dir, home, monkeypatch, capsys) -> None:
     docs = _utils("jbb").jbb_docs(str(data_dir))
     assert len(docs) == 200 and [d["kind"] for d in docs[:4]] == ["harmful", "benign", "harmful", "benign"]
     assert docs[0]["behavior"] == docs[1]["behavior"]
@@ -125,7 +114,7 @@ def test_safety_sets_and_judge_template_on_jbb(tiny_random_dir, data_dir, home, 
     with JudgeServer() as server:
         code, out, err = run_cli(["eval", "--model", str(tiny_random_dir), "--tasks", "jbb,harmbench", "--limit", "4",
                                   "--max-new-tokens", "4", "--data-dir", str(data_dir), "--judge", f"openai:{server.url}",
-                                  "--judge-template", "jbb", "--json"], monkeypatch, capsys)
+                                  "--judge-template", "jbb", "--json"])
         assert code == 0, err
         results = json.loads(out)["tasks"]
         assert results["jbb"]["metrics"]["asr"] == {**results["jbb"]["metrics"]["asr"], "value": 1.0, "n": 2}

@@ -12,7 +12,7 @@ import pytest
 from judge_server import JudgeServer
 
 from qresafe_bench.harness import judges
-from qresafe_bench.harness.data import DataSourceError
+from qresafe_bench.harness.data.catalogue import DataSourceError
 from qresafe_bench.harness.judges import JudgeConfigError, JudgeError, JudgeSession, OpenAIJudge, parse_spec
 from qresafe_bench.harness.judges.templates import (
     alpaca_eval_prompt,

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from qresafe_bench.harness.calibration import CalibrationSet
+from qresafe_bench.harness.data.calibration import CalibrationSet
 from qresafe_bench.harness.quantize import aqlm_format
 from qresafe_bench.harness.quantize.base import QuantError, QuantRecipe
 
@@ -77,7 +77,7 @@ def _dequantized(module) -> torch.Tensor:
 def test_checkpoint_is_aqlm_format_and_generates_on_cpu(quantized: dict[int, Path]) -> None:
     from aqlm import QuantizedLinear
 
-    from qresafe_bench.harness.backends import checkpoint_format
+    from qresafe_bench.harness.generation.backends import checkpoint_format
     from qresafe_bench.harness.quantize import _cpu
 
     out = quantized[2]
@@ -171,8 +171,8 @@ def test_input_width_not_divisible_by_8_is_refused(tiny_random_dir: Path, tmp_pa
 def test_upstream_cpu_kernel_races_with_threads_and_is_exact_with_one() -> None:
     """Why serial_aqlm_cpu_kernel exists: aqlm's numba kernel accumulates into shared outputs from a
     parallel loop. If upstream fixes it, the first assertion fails and the guard can go. A race shows only
-    when the two threads overlap, which a loaded machine can prevent (session 11: 0 of 5 calls raced while
-    two other jobs held both cores), so the check tries up to 50 calls and skips, saying so, when none
+    when the two threads overlap, which a loaded machine can prevent (0 of 5 calls raced while two other
+    jobs held both cores), so the check tries up to 50 calls and skips, saying so, when none
     raced; the one-thread exactness below is asserted either way."""
     numba = pytest.importorskip("numba")
     from aqlm.inference_kernels.numba_kernel import numba_gemm_lut

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from qresafe_bench.harness.calibration import CalibrationSet
+from qresafe_bench.harness.data.calibration import CalibrationSet
 from qresafe_bench.harness.quantize import _train, llm_qat, llmc
 from qresafe_bench.harness.quantize.base import QuantError, QuantRecipe, check_supported
 

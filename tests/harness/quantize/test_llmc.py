@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from qresafe_bench.harness.calibration import CalibrationSet
+from qresafe_bench.harness.data.calibration import CalibrationSet
 from qresafe_bench.harness.quantize.base import QuantError, QuantRecipe, check_supported
 from qresafe_bench.harness.quantize.llmc import quantize
 

@@ -1,0 +1,123 @@
+"""Quantized variants, built on demand and kept in the store.
+
+    <home>/variants/<spec id>-<base weights hash>/   a Hugging Face model directory
+        qresafe_recipe.yaml     how it was made (round-trips into QuantRecipe)
+        adapter/        LoRA adapter, for variants that carry one (qlora)
+
+A variant is built into a temporary sibling directory and renamed into place when complete, so an
+interrupted build leaves nothing that looks finished.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from pathlib import Path
+
+from ..core.spec import VariantSpec
+from ..quantize.base import QuantError, QuantRecipe, check_supported, method_info
+from ..store import atomic_write_text, stable_hash
+from .resolved import RegistryError, ResolvedModel
+
+CALIBRATION_SIZE = 128  # sequences: llm-compressor's examples use 256-512 for 7B models; 128 suffices for small ones
+
+
+def default_calib(method: str) -> str:
+    """The tier a method uses when the user names none: benign for methods that need data."""
+    return "none" if method_info(method).data == "none" else "benign"
+
+
+def recipe_for(spec: VariantSpec) -> QuantRecipe:
+    info = check_supported(spec.quant, spec.bits)
+    if info.data != "none" and spec.calib == "none":
+        raise QuantError(f"{spec.quant} needs data to {'calibrate' if info.data == 'text' else 'train'} on: "
+                         "add --calib benign, indirect or direct")
+    if info.data == "none" and spec.calib != "none":
+        raise QuantError(f"{spec.quant} uses no calibration data; drop --calib {spec.calib}")
+    if spec.group_size is not None and info.default_group_size is None and spec.quant != "bnb-int8":
+        raise QuantError(f"{spec.quant} has no group size; drop --group-size")
+    return QuantRecipe(method=spec.quant, bits=spec.bits, group_size=spec.group_size, calib=spec.calib,
+                       num_calibration_samples=CALIBRATION_SIZE)
+
+
+def variant_dir(home: Path, spec: VariantSpec, base: ResolvedModel) -> Path:
+    return home / "variants" / f"{spec.id}-{stable_hash(base.fingerprint, 8)}"
+
+
+def is_complete(path: Path) -> bool:
+    return (path / "qresafe_recipe.yaml").is_file() and (path / "config.json").is_file()
+
+
+def ensure_variant(spec: VariantSpec, base: ResolvedModel, *, home: Path, data_dir: str | None,
+                   log: Callable[[str], None] = print, build: bool = True) -> ResolvedModel:
+    """The variant's directory, quantizing the base model first if the store does not have it."""
+    recipe = recipe_for(spec)
+    path = variant_dir(home, spec, base)
+    if not is_complete(path):
+        if not build:
+            raise QuantError(f"{spec.slug} is not built yet: run `qresafe-bench quantize` with the same options")
+        if base.source == "hub":
+            raise QuantError(f"quantizing hub model {base.location} needs its weights locally: download them and "
+                             "pass --model /path/to/dir")
+        _build(spec, recipe, base, path, home=home, data_dir=data_dir, log=log)
+    return _as_variant(spec, base, path)
+
+
+def patched_variant(spec: VariantSpec, base: ResolvedModel, *, home: Path) -> ResolvedModel:
+    """A patched variant (spec.patch = its label, e.g. "qresafe"): built only by `qresafe-bench patch`
+    into its own directory (and so its own store key), found here like any variant."""
+
+    if spec.quant == "none":
+        raise RegistryError(f"--patch {spec.patch} needs the quantized variant it patches: add --quant and --bits")
+    path = variant_dir(home, spec, base)
+    if not is_complete(path):
+        raise RegistryError(f"{spec.slug} is not built yet: run `qresafe-bench patch` with the same --model/--quant/"
+                            f"--bits/--calib options and the settings that give the label {spec.patch!r}")
+    return _as_variant(spec, base, path)
+
+
+def _as_variant(spec: VariantSpec, base: ResolvedModel, path: Path) -> ResolvedModel:
+    """The base model's entry pointed at a built variant directory (its adapter, if it carries one)."""
+    adapter = path / "adapter"
+    return replace(base, name=spec.slug, location=str(path), source="variant", dtype=base.dtype,
+                   fingerprint=f"variant:{path.name}", adapter=str(adapter) if adapter.is_dir() else None)
+
+
+@contextlib.contextmanager
+def building(path: Path) -> Iterator[Path]:
+    """A fresh temporary sibling of `path` to build a variant into. When the block completes it is renamed
+    into place (replacing an incomplete entry: an older or interrupted layout); on any failure, including
+    ^C, it is removed. So nothing that looks finished is ever half-written."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        yield tmp
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _build(spec: VariantSpec, recipe: QuantRecipe, base: ResolvedModel, path: Path, *, home: Path,
+           data_dir: str | None, log: Callable[[str], None]) -> None:
+    from ..data.calibration import build_tier
+
+    info = check_supported(spec.quant, spec.bits)
+    calib = None
+    if info.data != "none":
+        calib = build_tier(spec.calib, base_dir=Path(base.location), n=recipe.num_calibration_samples,
+                           seed=recipe.seed, data_dir=data_dir, cache_dir=home / "calibration", log=log)
+    with building(path) as tmp:
+        log(f"quantizing {base.name} with {info.library}: {spec.slug}")
+        # Quantizer libraries print progress to stdout; stdout is reserved for results (--json).
+        with contextlib.redirect_stdout(sys.stderr):
+            info.implementation()(Path(base.location), recipe, calib, tmp, log)
+        if not (tmp / "qresafe_recipe.yaml").exists():  # a quantizer may record resolved values itself
+            atomic_write_text(tmp / "qresafe_recipe.yaml", recipe.to_yaml())

@@ -1,0 +1,353 @@
+"""A grid of variants (methods × bits × calibration tiers × group sizes), each quantized on demand,
+evaluated, and optionally patched with Q-resafe and evaluated again, all through the run store; cells
+the methods (or the patch) cannot serve are listed as skipped, with why.
+
+    grid = SweepGrid(model="ref-tiny", methods=("rtn", "gptq"), bits=(4, 2), patch=(("method", "qresafe"),))
+    planned = run_sweep(grid, home=cache_root(), data_dir=None, backend=BackendSettings())
+
+    qresafe-bench sweep --model ref-tiny --quant rtn,gptq --bits 8,4,3,2 --patch --out grid.md
+    qresafe-bench sweep --spec sweep.yaml            # the same grid as a file (SweepSpec below)
+
+Resuming. Every step writes through the store: a quantized or patched variant is built in a temporary
+directory and renamed into place, every generation is appended as it is produced, a finished
+evaluation's results.json is written atomically. A sweep killed at any point (kill -9 included) and run
+again finds finished cells in the store, reuses a half-finished cell's stored generations, and rebuilds
+only a variant whose build was cut short.
+
+Two sweeps on one store. Each cell runs under an exclusive `flock` on `<home>/locks/<variant id>.lock`
+(a patched cell also holds its quantized parent's), so two processes never build, patch or evaluate the
+same variant at once: a sweep that finds a cell locked moves on and comes back to it at the end, when
+the other sweep's results are in the store. Appends to a generation log are themselves serialised by a
+lock on the log (store.py), which also covers an `eval` run beside a sweep.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import itertools
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from ..core.errors import QresafeError
+from ..core.spec import DATA_TIERS, SpecError, VariantSpec
+from ..generation.backends import BackendSettings
+from ..models.variants import recipe_for
+from ..quantize.base import QUANTIZERS, QuantError, method_info
+from .evaluate import EvalRequest, run_eval
+
+
+@dataclass(frozen=True)
+class SweepGrid:
+    model: str
+    methods: tuple[str, ...]
+    bits: tuple[int, ...] = (8, 4, 3, 2)
+    calib: tuple[str, ...] = DATA_TIERS
+    group_sizes: tuple[int | None, ...] = (None,)
+    tasks: tuple[str, ...] = ("advbench", "over_refusal", "ref_utility")
+    include_unquantized: bool = True
+    limit: int | None = None  # first N documents of each task (tests, smoke runs)
+    max_new_tokens: int | None = None  # None = each task's own default
+    # Q-resafe (or a baseline) recipe fields, e.g. (("method", "qresafe"), ("steps", 50)); None = no patching.
+    patch: tuple[tuple[str, object], ...] | None = None
+
+    def __post_init__(self) -> None:
+        for method in self.methods:
+            method_info(method)  # unknown names fail here, before anything runs
+        self.patch_recipe()  # a bad recipe field fails here too
+
+    def patch_recipe(self):
+        if self.patch is None:
+            return None
+        from ...qresafe.config import PatchRecipe
+
+        options = dict(self.patch)
+        return PatchRecipe.for_method(options.pop("method", "qresafe"), **options)
+
+
+@dataclass
+class Cell:
+    spec: VariantSpec
+    skipped: str | None = None  # why the cell cannot run
+    results: dict = field(default_factory=dict)
+    error: str | None = None
+    parent: VariantSpec | None = None  # the quantized variant a patched cell starts from
+    from_store: bool | None = None  # True: the results came from the store, nothing was generated
+    seconds: float = 0.0
+
+    @property
+    def kind(self) -> str:
+        return "patched" if self.parent is not None else ("base" if self.spec.quant == "none" else "quantized")
+
+
+def cells(grid: SweepGrid) -> Iterator[Cell]:
+    """Every (method, bits, tier, group) combination, runnable or with the reason it is not; with
+    `grid.patch`, each runnable quantized cell is followed by its patched cell."""
+    recipe = grid.patch_recipe()
+    if grid.include_unquantized:
+        yield Cell(VariantSpec(model=grid.model))
+    for method, bits in itertools.product(grid.methods, grid.bits):
+        info = QUANTIZERS[method]
+        if bits not in info.bits:  # one skipped row for the (method, bits) pair, not one per tier
+            yield Cell(_placeholder(grid.model, method, bits, "-", None),
+                       skipped=f"{method} supports {', '.join(map(str, info.bits))} bits only")
+            continue
+        tiers = ("none",) if info.data == "none" else grid.calib
+        # Group size is a free parameter only of the integer-grid methods; bitsandbytes fixes it at 64.
+        groups = grid.group_sizes if info.fmt == "compressed-tensors" else (None,)
+        for calib, group in itertools.product(tiers, groups):
+            try:
+                spec = VariantSpec(model=grid.model, quant=method, bits=bits, calib=calib, group_size=group)
+                recipe_for(spec)
+            except (QuantError, SpecError) as exc:
+                yield Cell(_placeholder(grid.model, method, bits, calib, group), skipped=str(exc))
+                continue
+            yield Cell(spec)
+            if recipe is not None:
+                yield _patched_cell(spec, recipe)
+
+
+def _patched_cell(spec: VariantSpec, recipe) -> Cell:
+    from ...qresafe.config import PatchError
+    from ...qresafe.patch import PatchRequest, check_request
+
+    request = PatchRequest(spec=spec, recipe=recipe)
+    try:
+        check_request(request)
+    except PatchError as exc:
+        return Cell(replace(spec, patch=recipe.label), skipped=str(exc), parent=spec)
+    return Cell(request.patched_spec, parent=spec)
+
+
+def _placeholder(model: str, method: str, bits: int, calib: str, group: int | None) -> VariantSpec:
+    """A spec-shaped label for a skipped cell (bypasses validation: the cell is not runnable)."""
+    spec = object.__new__(VariantSpec)
+    for name, value in dict(model=model, quant=method, bits=bits, calib=calib, group_size=group, patch="none").items():
+        object.__setattr__(spec, name, value)
+    return spec
+
+
+# --- the grid as a file ----------------------------------------------------------------------------
+class SweepSpecError(QresafeError, ValueError):
+    """A sweep spec file that cannot be used (one-line message)."""
+
+
+def load_sweep_spec(path: str | Path) -> dict:
+    """A sweep spec (YAML) -> `SweepGrid` keyword arguments plus `batch_size`. Lists or comma strings;
+    unknown keys are errors. Example:
+
+        model: ref-tiny
+        quant: [rtn, gptq, bnb-nf4]
+        bits: [8, 4, 3, 2]
+        calib: [benign, indirect, direct]
+        group_size: [default]          # or -1 (per-channel), 32, ...
+        tasks: [advbench, over_refusal, ref_utility]
+        limit: null
+        patch: {method: qresafe, steps: 50}   # or true (paper defaults), or false
+    """
+    import yaml
+    from pydantic import BaseModel, ConfigDict, ValidationError
+
+    class _Spec(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        model: str
+        quant: list[str] | str
+        bits: list[int] | str | int = [8, 4, 3, 2]
+        calib: list[str] | str = list(DATA_TIERS)
+        group_size: list[int | str] | str | int = ["default"]
+        tasks: list[str] | str = ["advbench", "over_refusal", "ref_utility"]
+        include_unquantized: bool = True
+        limit: int | None = None
+        max_new_tokens: int | None = None
+        batch_size: int = 64
+        patch: bool | dict = False
+
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise SweepSpecError(f"sweep spec {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise SweepSpecError(f"sweep spec {path} is not valid YAML ({exc.__class__.__name__})") from None
+    try:
+        spec = _Spec.model_validate(raw or {})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise SweepSpecError(f"sweep spec {path}: field {'.'.join(map(str, first['loc']))!r}: {first['msg']}") from None
+
+    def listed(value) -> list[str]:
+        items = value if isinstance(value, list) else str(value).split(",")
+        return [str(v).strip() for v in items if str(v).strip()]
+
+    patch = None
+    if spec.patch is True:
+        patch = (("method", "qresafe"),)
+    elif isinstance(spec.patch, dict):
+        patch = tuple(sorted(spec.patch.items()))
+    try:
+        bits = tuple(int(b) for b in listed(spec.bits))
+        groups = tuple(None if g == "default" else int(g) for g in listed(spec.group_size))
+    except ValueError as exc:
+        raise SweepSpecError(f"sweep spec {path}: {exc}") from None
+    return dict(model=spec.model, methods=tuple(listed(spec.quant)), bits=bits, calib=tuple(listed(spec.calib)),
+                group_sizes=groups, tasks=tuple(listed(spec.tasks)), include_unquantized=spec.include_unquantized,
+                limit=spec.limit, max_new_tokens=spec.max_new_tokens, patch=patch, batch_size=spec.batch_size)
+
+
+# --- progress --------------------------------------------------------------------------------------
+class SweepProgress:
+    """What a sweep reports as it goes (the CLI draws it with Rich; the default ignores it)."""
+
+    def start(self, total: int) -> None: ...
+    def cell(self, cell: Cell, index: int, total: int) -> None: ...
+    def step(self, text: str) -> None: ...
+    def item(self) -> None: ...  # one generation produced
+    def done(self, cell: Cell) -> None: ...
+
+
+# --- locks -----------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def cell_locks(home: Path, specs: list[VariantSpec], *, wait: bool) -> Iterator[bool]:
+    """Exclusive flocks on the cells' lock files, taken in a fixed order (no deadlock between sweeps).
+    Yields False without holding anything when `wait` is off and one of them is held elsewhere."""
+    lock_dir = home / "locks"
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    fds: list[int] = []
+    try:
+        for variant_id in sorted({s.id for s in specs}):
+            fd = os.open(lock_dir / f"{variant_id}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+            fds.append(fd)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            except BlockingIOError:
+                yield False
+                return
+        yield True
+    finally:
+        for fd in fds:
+            os.close(fd)  # closing releases the lock
+
+
+# --- running ---------------------------------------------------------------------------------------
+def run_sweep(grid: SweepGrid, *, home: Path, data_dir: str | None, backend: BackendSettings,
+              on_cell: Callable[[Cell, int, int], None] | None = None, log: Callable[[str], None] = print,
+              keep_going: bool = True, progress: SweepProgress | None = None,
+              models_file: str | None = None) -> list[Cell]:
+    """Run every runnable cell (in order; cells another sweep holds are done last). Returns all cells."""
+    import time
+
+    progress = progress or SweepProgress()
+    planned = list(cells(grid))
+    runnable = [c for c in planned if c.skipped is None]
+    progress.start(len(runnable))
+    done = 0
+    deferred: list[Cell] = []
+    for wait, queue in ((False, runnable), (True, deferred)):
+        for cell in list(queue):
+            specs = [cell.spec] + ([cell.parent] if cell.parent is not None else [])
+            with cell_locks(home, specs, wait=wait) as held:
+                if not held:
+                    log(f"{cell.spec.slug}: another sweep is on it; coming back to it at the end")
+                    deferred.append(cell)
+                    continue
+                if on_cell:
+                    on_cell(cell, done, len(runnable))
+                progress.cell(cell, done, len(runnable))
+                started = time.time()
+                try:
+                    _run_cell(cell, planned, grid, home=home, data_dir=data_dir, backend=backend, log=log,
+                              progress=progress, models_file=models_file)
+                except Exception as exc:  # noqa: BLE001 - one broken cell must not stop the grid; it is reported
+                    if not keep_going:
+                        raise
+                    cell.error = f"{exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+                    log(f"cell {cell.spec.slug} failed: {cell.error}")
+                cell.seconds = round(time.time() - started, 2)
+                done += 1
+                progress.done(cell)
+    return planned
+
+
+def _run_cell(cell: Cell, planned: list[Cell], grid: SweepGrid, *, home: Path, data_dir: str | None,
+              backend: BackendSettings, log: Callable[[str], None], progress: SweepProgress,
+              models_file: str | None) -> None:
+    from ..models import registry
+
+    if cell.parent is not None:
+        parent = next((c for c in planned if c.parent is None and c.spec == cell.parent), None)
+        if parent is not None and parent.error:
+            raise RuntimeError(f"its quantized variant failed ({parent.error})")
+        if not _patch(cell, grid, home=home, data_dir=data_dir, backend=backend, log=log, progress=progress,
+                      models_file=models_file):
+            return  # refused: cell.skipped says why
+    elif cell.spec.quant != "none":
+        progress.step(f"quantize {cell.spec.slug} (or find it in the store)")
+        registry.resolve(cell.spec, cache_root=home, data_dir=data_dir, models_file=models_file, log=log)
+    progress.step(f"evaluate {cell.spec.slug} on {', '.join(grid.tasks)}")
+    request = EvalRequest(spec=cell.spec, tasks=grid.tasks, limit=grid.limit, max_new_tokens=grid.max_new_tokens,
+                          backend=backend, data_dir=data_dir)
+    outcome = run_eval(request, home=home, models_file=models_file, on_item=progress.item, log=log)
+    cell.results, cell.from_store = outcome.results, outcome.from_store
+
+
+def _patch(cell: Cell, grid: SweepGrid, *, home: Path, data_dir: str | None, backend: BackendSettings,
+           log: Callable[[str], None], progress: SweepProgress, models_file: str | None) -> bool:
+    """Build (or find) the cell's patched variant; False when the patch is refused (the cell is then skipped)."""
+    import contextlib as _contextlib
+    import sys
+
+    from ...qresafe.config import PatchRefused
+    from ...qresafe.patch import PatchRequest, run_patch
+
+    recipe = grid.patch_recipe()
+    progress.step(f"patch {cell.parent.slug} with {recipe.label} (or find it in the store)")
+    request = PatchRequest(spec=cell.parent, recipe=recipe, data_dir=data_dir, models_file=models_file,
+                           backend=backend, device=backend.device if backend.device.startswith("cuda") else "cpu")
+    try:
+        with _contextlib.redirect_stdout(sys.stderr):  # trainers print; stdout is for the table
+            run_patch(request, home=home, log=log, on_generated=progress.item)
+    except PatchRefused as exc:  # decided by stored generations: a result to list, not a failure to retry
+        cell.skipped = f"patch refused: {exc}"
+        return False
+    return True
+
+
+# --- the table -------------------------------------------------------------------------------------
+def _rate(results: dict, task: str, metric: str) -> str:
+    try:
+        rate = results["tasks"][task]["metrics"][metric]
+    except KeyError:
+        return ""
+    return f"{100 * rate['value']:.1f} [{100 * rate['ci95_low']:.1f}, {100 * rate['ci95_high']:.1f}]"
+
+
+COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("AdvBench ASR % [95% CI]", "advbench", "asr"),
+    ("affirmative %", "advbench", "affirmative"),
+    ("over-refusal % [95% CI]", "over_refusal", "over_refusal"),
+    ("ref utility % [95% CI]", "ref_utility", "accuracy"),
+)
+
+
+def markdown_table(planned: list[Cell]) -> str:
+    """The grid as Markdown: one row per cell, n in the header, skipped cells with their reason."""
+    ns = {}
+    for cell in planned:
+        for _, task, metric in COLUMNS:
+            if cell.results and task in cell.results.get("tasks", {}):
+                ns[task] = cell.results["tasks"][task]["metrics"][metric]["n"]
+    header = ["method", "bits", "calib", "group", "patch"] + [
+        f"{title} (n={ns[task]})" if task in ns else title for title, task, _ in COLUMNS] + ["status"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for cell in planned:
+        spec = cell.spec
+        status = "skipped: " + cell.skipped if cell.skipped else ("error: " + cell.error if cell.error else
+                                                                 ("ok" if cell.results else "not run"))
+        row = [spec.quant, str(spec.bits), spec.calib,
+               "default" if spec.group_size is None else ("channel" if spec.group_size == -1 else str(spec.group_size)),
+               spec.patch]
+        row += [_rate(cell.results, task, metric) if cell.results else "" for _, task, metric in COLUMNS]
+        lines.append("| " + " | ".join(row + [status.replace("|", "/")]) + " |")
+    return "\n".join(lines) + "\n"
