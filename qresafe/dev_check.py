@@ -24,7 +24,7 @@ with the adapter disabled, so the grid's rounding is part of what is measured.
 Rule. The full-precision model answers the same sets once, before training: it is the target. A
 checkpoint is *admissible* when its benign refusal is at most `margin` above the higher of the
 unpatched and the full-precision model's, and its utility at most `margin` below the unpatched model's
-(the issue's bar). Training stops at the first admissible check whose harmful refusal is within
+(the utility guard). Training stops at the first admissible check whose harmful refusal is within
 `margin` of the full-precision model's (restored, not overshot: more steps would only trade utility for
 refusals), and that checkpoint is kept. Otherwise the admissible checkpoint with the highest harmful
 refusal is kept (earliest on ties; step 0 itself when none improves, which the report then says), and

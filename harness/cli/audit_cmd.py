@@ -1,5 +1,5 @@
 """`qresafe-bench audit-calib FILE`: estimate a calibration file's risk tier (benign / indirect / direct)
-before anyone quantizes with it (harness/calib_audit.py: keyword rules, plus the judge when configured)."""
+before anyone quantizes with it (harness/data/audit.py: keyword rules, plus the judge when configured)."""
 
 from __future__ import annotations
 
@@ -9,14 +9,16 @@ from typing import Annotated
 
 import typer
 
-from .options import Home, Json, Judge, JudgeModel
+from .options import Home, Json, JudgeModel
 
 
 def audit_calib_command(
     file: Annotated[Path, typer.Argument(help="Calibration file: JSONL/JSON conversations or prompt records, CSV, "
                                               "or text lines.")],
     threshold: Annotated[float, typer.Option(help="Share of flagged samples that puts the file in a tier.")] = 0.05,
-    judge: Judge = None,
+    judge: Annotated[str | None, typer.Option(envvar="QRESAFE_JUDGE", show_envvar=True, help="Judge that rates each "
+                                              "flagged (request, answer) with --judge-template: openai:URL or hf:PATH "
+                                              "(as for eval).")] = None,
     judge_model: JudgeModel = None,
     judge_template: Annotated[str, typer.Option(help="With --judge: the safety template that rates each (request, "
                                                      "answer): harmbench, llama-guard, jbb.")] = "harmbench",

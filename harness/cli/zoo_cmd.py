@@ -14,7 +14,8 @@ app = typer.Typer(help="Offline reference models, trained here deterministically
 
 @app.command("build")
 def build_command(
-    name: Annotated[str, typer.Argument(help="ref-tiny (builds ref-tiny-base first) or ref-tiny-base.")],
+    name: Annotated[str, typer.Argument(help="ref-tiny (builds ref-tiny-base first), ref-tiny-base or "
+                                             "ref-tiny-shallow.")],
     micro: Annotated[bool, typer.Option(help="Seconds-long build for tests (not for reported numbers).")] = False,
     seed: Annotated[int | None, typer.Option(help="Training seed (default: the shipped one).")] = None,
     data_dir: DataDir = None,

@@ -13,12 +13,10 @@ import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Protocol
-
-import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from typing import ClassVar, Literal, Protocol
 
 from ..core.errors import QresafeError
+from ..core.recipe import StrictRecipe
 from ..core.spec import CALIB_TIERS
 
 
@@ -76,11 +74,11 @@ def check_supported(method: str, bits: int) -> MethodInfo:
     return info
 
 
-class QuantRecipe(BaseModel):
+class QuantRecipe(StrictRecipe):
     """How one variant was made: plain data that round-trips YAML; unknown keys are errors.
     Saved as `qresafe_recipe.yaml` beside every quantized checkpoint."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    error: ClassVar[type[QresafeError]] = QuantError
 
     method: str
     bits: int
@@ -99,16 +97,6 @@ class QuantRecipe(BaseModel):
     def effective_group_size(self) -> int | None:
         return self.group_size if self.group_size is not None else method_info(self.method).default_group_size
 
-    def to_yaml(self) -> str:
-        return yaml.safe_dump(self.model_dump(), sort_keys=True)
-
-    @classmethod
-    def from_yaml(cls, text: str) -> QuantRecipe:
-        try:
-            return cls.model_validate(yaml.safe_load(text))
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            raise QuantError(f"recipe field {'.'.join(map(str, first['loc']))!r}: {first['msg']}") from None
 
 
 class QuantizeFn(Protocol):

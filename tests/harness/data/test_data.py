@@ -30,7 +30,7 @@ def test_unknown_data_set() -> None:
         data.resolve("nope")
 
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def _tracked_files() -> list[Path]:

