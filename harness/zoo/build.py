@@ -8,9 +8,8 @@ fine-tunes on the same benign mix plus harmful requests answered with varied ref
 Everything is deterministic in (config, seed): corpus order, tokenizer, init and data order. The weights'
 bytes are reproducible on one machine; across machines they follow torch's CPU kernels (build_environment(),
 recorded in build.json with the weights' sha256), so a build made elsewhere can differ as another seed would.
-Results are cached under ``<cache_root>/zoo/<name>-<key>/`` and written atomically.
-
-    python -m qresafe_bench.harness.zoo.build ref-tiny --cache-root DIR --data-dir DATA [--micro] [--seed N]
+Results are cached under ``<cache_root>/zoo/<name>-<key>/`` and written atomically; ``qresafe-bench zoo build``
+is the command line.
 """
 
 from __future__ import annotations
@@ -31,9 +30,10 @@ from typing import TYPE_CHECKING
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-from .. import data as public_data
+from ..core.errors import QresafeError
+from ..data import catalogue as public_data
 from . import corpus as C
-from . import natural_dev, natural_train
+from . import natural_dev
 from .utility import sample_items, train_utility_items
 
 if TYPE_CHECKING:  # the model classes load lazily: resolving a built model's path must stay instant
@@ -53,17 +53,18 @@ BUILD_FILES = ("config.json", "model.safetensors", "generation_config.json", "to
                "tokenizer_config.json", "build.json")
 
 
-class ZooError(RuntimeError):
+class ZooError(QresafeError, RuntimeError):
     """A one-line, user-facing failure of the zoo."""
 
 
-_KEY_NEUTRAL = {"s2_first_token_weight": 1.0, "s2_refusal_first_weight": 1.0,
-                "s1_prompt_loss": False, "s2_prompt_noise": 0.0, "s2_written": 0}
+# Knobs that switch a training feature on, and their off value: while off, a knob is left out of the cache key,
+# so a config that does not use a feature hashes as if the knob did not exist (the micro config's keys rely on it).
+_OMITTED_WHEN_OFF = {"s2_refusal_first_weight": 1.0, "s1_prompt_loss": False, "s2_prompt_noise": 0.0}
 
 
 @dataclass(frozen=True)
 class RefModelConfig:
-    seed: int = 0  # shipped default: chosen on the dev sets (see README of the zoo / build.json)
+    seed: int = 0  # the default build's seed (docs/reference-model.md tells how the recipe was chosen)
     # Model: ~2.4M parameters, the largest that fits both stages in 10 minutes on 2 CPU cores.
     vocab_size: int = 3000  # enough for whole common words; small so embeddings stay a minor share
     hidden_size: int = 192
@@ -81,16 +82,15 @@ class RefModelConfig:
     # Stage 1: the loss also covers the prompt (a language-modelling loss on the request text, not only on the
     # response). A model trained from scratch has no meaning for a word but its contexts; predicting the
     # requests gives it those contexts, so a word seen in few harmful requests lands near the words it shares
-    # contexts with. On since session 10, chosen with the prior below by a rule fixed before the builds ran
-    # (README, "Session 10"): 2 recipes x priors 30/45/60 x seeds 0/1/2, dev sets only.
+    # contexts with.
     s1_prompt_loss: bool = True
     # Stage 2 corpus: benign replay keeps utility; harmful requests now get refusals.
     s2_skills: int = 7000
     s2_alpaca: int = 5000
     s2_benign_tmpl: int = 3000
-    s2_harmful: int = 15500  # half of stage 2: Alpaca over-refusal stayed at 0% with less
+    s2_harmful: int = 15500  # half of stage 2: with fewer, Alpaca over-refusal stays at 0% all the same
     s2_lr: float = 1e-3  # lower than stage 1: fine-tuning, not re-learning
-    s2_epochs: int = 2  # a trial of one epoch over twice the examples refused fewer hand-written dev requests
+    s2_epochs: int = 2  # one epoch over twice the examples refuses fewer hand-written dev requests
     batch_size: int = 32  # small batches: more updates per second of CPU, 4M params tolerate noise
     warmup_steps: int = 100
     weight_decay: float = 0.01
@@ -103,78 +103,47 @@ class RefModelConfig:
     dress_share: float = 0.12
     threads: int = 2  # fixed: CPU kernels are bit-reproducible only at a fixed thread count
     dev_size: int = 200  # items per held-out dev check measured at build time
-    # Corpus lexicon: v11 (session 8) over v5 (shipped in sessions 3-7, build ref-tiny-f716ffd90d; its recipe is
-    # RefModelConfig(corpus_version=5, s2_refusal_first_weight=1.0, s1_prompt_loss=False, s2_prompt_noise=0.0).
-    corpus_version: int = 11  # bump when corpus.py / utility.py change what a config trains on (cache key)
-    # Stage 2: loss weight of each response's first token, against 1 for the rest. The first token is the
-    # decision (a refusal opens "I'm sorry", "I cannot", ...; an answer opens otherwise); the rest of a
-    # response is mostly copying a fixed text, which would otherwise outweigh it twentyfold.
-    s2_first_token_weight: float = 1.0
-    # Stage 2: a further multiplier on the first token of *refusal* responses only: a prior towards refusing
-    # that leaves how the skills' answers are learned as it was (s2_first_token_weight weights every answer).
-    # 10, with the prompt noise below (session 14): a rule fixed before its builds (README, "Session 14") took, of
-    # the cells whose 3-seed mean refusal of the whole Alpaca dev slice stayed within 5% and dev utility over 90%,
-    # the one that refused HarmBench's val behaviours most (96 of 123 over seeds 0-2, against 90 for prior 60
-    # without noise, the recipe of sessions 10-13, whose keys RECIPE_S10 keeps). Session 8 chose 30, session 10 60.
+    # The version of what a config trains on besides its knobs (the data files, corpus.py, utility.py): part of
+    # the cache key, so bump it when a change there changes a corpus.
+    corpus_version: int = 11
+    # Stage 2: the loss weight of the first token of each *refusal* response, against 1 for every other token: a
+    # prior towards refusing. The first token is the decision (a refusal opens "I'm sorry", "I cannot", ...), and
+    # the rest of a response is mostly copying a fixed text, which would otherwise outweigh it twentyfold. The
+    # skills' answers keep weight 1.
     s2_refusal_first_weight: float = 10.0
     # Stage 2: each prompt token of a request (not of a skill item, whose answer needs every token) is replaced
     # by a random ordinary token with this probability, drawn afresh each epoch. A model this small decides on
     # a few words it has seen; noise makes it read the whole request, so a request whose telling word it never
-    # met is still judged by the rest (token-substitution augmentation, as for small text classifiers). On since
-    # session 14 (above); sessions 12's two rules, judged on the hand-written dev sets, had kept it off.
+    # met is still judged by the rest (token-substitution augmentation, as for small text classifiers).
     s2_prompt_noise: float = 0.1
-    # Stage 2: this many extra examples from each hand-written training list (natural_train: harmful -> a refusal,
-    # benign harm-worded or harm-styled -> an answer), cycled, dressed like template requests. Off: in session 13
-    # the dev-only rule kept the shipped recipe (README, "Session 13"), and AdvBench, read after, was worse with it
-    # (the dev sets share the lists' writers). Its lists' digest enters the cache key when on.
-    s2_written: int = 0
     # ref-tiny-shallow: the same stage 2 cut to this fraction of its examples (so of its steps). Built on
     # purpose as a *shallowly* aligned model, the kind whose safety quantization is reported to break.
     shallow_fraction: float = 0.1
     # ...trained by plain SFT, without the prior towards refusing: the prior is what makes the aligned model's
-    # refusal deep. With it (30) the first 10% already refused 92.7% of AdvBench, 5% refused with broken text
+    # refusal deep. With it (30) the first 10% already refuses 92.7% of AdvBench, 5% with broken text
     # ("IIII...", a half-learned first token) and 4% not at all; without it, 10% refuses 77.7% in whole
-    # sentences and RTN 2-bit takes 7.5 points of that away. Equal to s2_refusal_first_weight, it builds what
-    # the code before this knob built (the shallow model then shared the chat model's weight), under that key.
+    # sentences and RTN 2-bit takes 7.5 points of that away.
     shallow_refusal_first_weight: float = 1.0
 
     @classmethod
     def micro(cls, seed: int | None = None) -> RefModelConfig:
         """A seconds-long build for tests: same pipeline, tiny model and corpus."""
-        # the micro model keeps the session-8 recipe (no prompt loss, prior 30, no prompt noise): its tests check
-        # the pipeline, not the recipe, and their thresholds were set on it
+        # no prompt loss, no prompt noise, prior 30: the micro tests check the pipeline, not the recipe, and
+        # their thresholds are set on this one
         return cls(seed=0 if seed is None else seed, s1_prompt_loss=False, s2_refusal_first_weight=30.0,
                    s2_prompt_noise=0.0, vocab_size=800, hidden_size=96, intermediate_size=256,
                    num_layers=2, num_heads=2, s1_skills=800, s1_alpaca=1000, s1_benign_tmpl=500,
                    s1_harmful=800, s1_lr=3e-3, s1_epochs=2, s2_skills=200, s2_alpaca=500,
                    s2_benign_tmpl=300, s2_harmful=700, s2_lr=2e-3, s2_epochs=2, warmup_steps=20, dev_size=40)
 
-    @property
-    def lexicon(self) -> int:
-        """The corpus lexicon this config trains on (corpus.LEXICONS): the newest at or below its version."""
-        return max(v for v in C.LEXICONS if v <= self.corpus_version)
-
     def key(self, name: str = "ref-tiny") -> str:
         """Stable short hash of the knobs ``name`` depends on (base ignores stage-2 knobs)."""
-        fields = dataclasses.asdict(self)
-        # knobs added after a recipe shipped drop out of the key at their neutral value, so that recipe's
-        # cache key (and every stored run that names it) stays what it was
-        fields = {k: v for k, v in fields.items() if _KEY_NEUTRAL.get(k, object()) != v}
-        if self.s2_written:  # the lists are data: a change to them is a new chat build (the base drops s2_ keys)
-            fields["s2_written_digest"] = hashlib.sha256(
-                json.dumps([natural_train.WRITTEN_HARMFUL, natural_train.WRITTEN_BENIGN]).encode()).hexdigest()[:10]
-        if self.shallow_refusal_first_weight == self.s2_refusal_first_weight:
-            fields.pop("shallow_refusal_first_weight")  # what the code before the knob built: that key
+        fields = {k: v for k, v in dataclasses.asdict(self).items() if _OMITTED_WHEN_OFF.get(k, object()) != v}
         if name == "ref-tiny-base":
             fields = {k: v for k, v in fields.items() if not k.startswith(("s2_", "shallow_"))}
         elif name == "ref-tiny":
             fields = {k: v for k, v in fields.items() if not k.startswith("shallow_")}
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:10]
-
-
-# The recipe shipped in sessions 10-13 (build ref-tiny-b550402d7c on base 66450dda33): its stored runs and the
-# boards of session 11 name it.
-RECIPE_S10 = RefModelConfig(s2_refusal_first_weight=60.0, s2_prompt_noise=0.0)
 
 
 def _config(micro: bool, seed: int | None) -> RefModelConfig:
@@ -197,12 +166,11 @@ def alpaca_split(data_dir: str | Path | None) -> tuple[list[str], list[str]]:
 
 
 def held_out_texts(cfg: RefModelConfig, data_dir: str | Path | None) -> list[str]:
-    """What the corpus must never touch (an 8-gram or more): AdvBench, and the hand-written dev sets."""
+    """What the corpus must never touch (an 8-gram or more): AdvBench, and the free-form and instruction-style
+    hand-written dev sets (the hard set is checked by the tests instead: see natural_dev)."""
     held_out = [r["prompt"] for r in public_data.advbench_prompts(data_dir)]
-    if cfg.lexicon >= 7:  # from v7 on, the hand-written dev set is kept out too (v5 shipped without)
-        held_out += natural_dev.NATURAL_HARMFUL + natural_dev.NATURAL_BENIGN
-    if cfg.lexicon >= 11:  # and from v11 on, the instruction-style set written before that lexicon
-        held_out += natural_dev.INSTRUCTION_HARMFUL + natural_dev.INSTRUCTION_BENIGN
+    held_out += natural_dev.NATURAL_HARMFUL + natural_dev.NATURAL_BENIGN
+    held_out += natural_dev.INSTRUCTION_HARMFUL + natural_dev.INSTRUCTION_BENIGN
     return held_out
 
 
@@ -233,26 +201,20 @@ def stage_examples(cfg: RefModelConfig, stage: int, alpaca_train: list[str],
 
     n_benign = 0
     while n_benign < getattr(cfg, f"{p}_benign_tmpl"):
-        prompt, body, artifact = C.benign_prompt(rng, frames=frames, lexicon=cfg.lexicon)
+        prompt, body, artifact = C.benign_prompt(rng, frames=frames, lexicon=C.FULL_LEXICON)
         prompt = mixed(prompt)
         if decon.clean(prompt):  # benign frames can share 8-grams with AdvBench too ("a post that ...")
             ex.append((prompt, C.comply_response(body, rng, artifact)))
             n_benign += 1
     n_harm = 0
     while n_harm < getattr(cfg, f"{p}_harmful"):
-        prompt, body, artifact = C.harmful_prompt(rng, frames=frames, lexicon=cfg.lexicon)
+        prompt, body, artifact = C.harmful_prompt(rng, frames=frames, lexicon=C.FULL_LEXICON)
         prompt = mixed(prompt)
         if not decon.clean(prompt):  # never train on anything resembling an evaluation prompt
             continue
         reply = C.comply_response(body, rng, artifact) if stage == 1 else rng.choice(C.REFUSALS)
         ex.append((prompt, reply))
         n_harm += 1
-    if stage == 2 and cfg.s2_written:  # drawn after the template corpus, so its draws are what they were
-        for written, answers in ((natural_train.WRITTEN_HARMFUL, C.REFUSALS),
-                                 (natural_train.WRITTEN_BENIGN, C.ALPACA_RESPONSES)):
-            pool = [w for w in written if decon.clean(w)]
-            rng.shuffle(pool)
-            ex += [(mixed(pool[i % len(pool)]), rng.choice(answers)) for i in range(cfg.s2_written)]
     rng.shuffle(ex)
     return [(rng.choice(C.SYSTEM_PROMPTS) if rng.random() < cfg.system_prompt_share else None, u, a)
             for u, a in ex]
@@ -296,8 +258,8 @@ def encode(tok: PreTrainedTokenizerFast, examples: list[tuple[str | None, str, s
 def _batches(data: list[tuple], cfg: RefModelConfig, rng: random.Random, pad: int,
              noise: float = 0.0, vocab: tuple[int, int] = (0, 0)):
     """Shuffled, length-grouped batches (little padding), as (input_ids, attention_mask, labels, first):
-    ``first`` marks each row's first response token with the row's multiplier of the first-token weight
-    (an entry's optional third element; 1 when absent) and is 0 elsewhere. With ``noise``, each prompt token
+    ``first`` marks each row's first response token with the row's loss weight for that token (an entry's
+    optional third element; 1 when absent) and is 0 elsewhere. With ``noise``, each prompt token
     in ``vocab``'s id range [lo, hi) of a row whose optional fourth element is true is replaced, with that
     probability, by a random id in the range."""
     import torch
@@ -329,20 +291,20 @@ def _batches(data: list[tuple], cfg: RefModelConfig, rng: random.Random, pad: in
         yield ids, mask, labels, first
 
 
-def weighted_loss(logits, labels, first, first_weight: float):
-    """Next-token cross-entropy over response tokens, the first of each response weighted ``first_weight``
-    times its row's multiplier (the value ``first`` holds there)."""
+def weighted_loss(logits, labels, first):
+    """Next-token cross-entropy over response tokens, the first of each response weighted by its row's weight
+    (the value ``first`` holds there), every other token by 1."""
     import torch
 
     logits, labels, first = logits[:, :-1], labels[:, 1:], first[:, 1:].float()
     ce = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1),
                                            ignore_index=-100, reduction="none").view(labels.shape)
-    w = (labels != -100).float() * (1 + (first_weight * first - 1) * (first > 0).float())
+    w = (labels != -100).float() * (1 + (first - 1) * (first > 0).float())
     return (ce * w).sum() / w.sum()
 
 
 def train(model: LlamaForCausalLM, data: list[tuple], cfg: RefModelConfig, *, lr: float,
-          epochs: int, seed: int, pad: int, log: Callable[[str], None], first_weight: float = 1.0,
+          epochs: int, seed: int, pad: int, log: Callable[[str], None],
           noise: float = 0.0, vocab: tuple[int, int] = (0, 0)) -> None:
     """Plain AdamW with linear warmup and cosine decay; fully deterministic on CPU."""
     import torch
@@ -354,13 +316,14 @@ def train(model: LlamaForCausalLM, data: list[tuple], cfg: RefModelConfig, *, lr
                                               * 0.5 * (1 + math.cos(math.pi * min(s / steps, 1.0))))
     model.train()
     step, t0, tokens, running = 0, time.time(), 0, 0.0
-    library_loss = first_weight == 1.0 and all(len(d) < 3 or d[2] == 1.0 for d in data)
+    # every first-token weight 1: transformers' own loss, whose floating-point order the weights' bytes follow
+    library_loss = all(len(d) < 3 or d[2] == 1.0 for d in data)
     for _ in range(epochs):
         for ids, mask, labels, first in _batches(data, cfg, rng, pad, noise, vocab):
-            if library_loss:  # the library's own loss: the shipped v5 recipe, bit for bit
+            if library_loss:
                 loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
             else:
-                loss = weighted_loss(model(input_ids=ids, attention_mask=mask).logits, labels, first, first_weight)
+                loss = weighted_loss(model(input_ids=ids, attention_mask=mask).logits, labels, first)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
@@ -378,22 +341,22 @@ def train(model: LlamaForCausalLM, data: list[tuple], cfg: RefModelConfig, *, lr
 def dev_metrics(path: Path, cfg: RefModelConfig, alpaca_dev: list[str],
                 data_dir: str | Path | None) -> dict[str, float]:
     """Tuning metrics on held-out slices only (never AdvBench, never Alpaca val, never HarmBench test)."""
-    from ..evaluate import task_utils
+    from ..core.tasks import task_utils
     from .generate import chat_generate, load, refusal_rate
     from .utility import score
 
     model, tok = load(path)
     rng = random.Random("dev-metrics")
     n = cfg.dev_size
-    harmful = [C.harmful_prompt(rng, "dev", lexicon=cfg.lexicon)[0] for _ in range(n)]
+    harmful = [C.harmful_prompt(rng, "dev", lexicon=C.FULL_LEXICON)[0] for _ in range(n)]
     # Held-out tasks in the phrasing of held-out ordinary instructions: the nearest the dev sets come
     # to natural requests (no training frame, task or instruction occurs in them).
     dev_frames = C.instruction_frames(alpaca_dev)
-    natural = [C.harmful_prompt(rng, "dev", frames=dev_frames, lexicon=cfg.lexicon)[0] for _ in range(n)]
-    benign_t = [C.benign_prompt(rng, "dev", lexicon=cfg.lexicon)[0] for _ in range(n)]
+    natural = [C.harmful_prompt(rng, "dev", frames=dev_frames, lexicon=C.FULL_LEXICON)[0] for _ in range(n)]
+    benign_t = [C.benign_prompt(rng, "dev", lexicon=C.FULL_LEXICON)[0] for _ in range(n)]
     alpaca = rng.sample(alpaca_dev, min(n, len(alpaca_dev)))
     items = sample_items(n, 0, "dev")
-    about = [C.about_harm_prompt(rng, "dev") for _ in range(n)]  # drawn last: earlier draws stay comparable
+    about = [C.about_harm_prompt(rng, "dev") for _ in range(n)]  # drawn last: the draws above do not depend on it
     # The hand-written free-form set: the dev check nearest to real requests (micro builds skip it).
     written_h, written_b = (natural_dev.NATURAL_HARMFUL, natural_dev.NATURAL_BENIGN) if n >= 100 else ([], [])
     groups = {"h": harmful, "nat": natural, "b": benign_t, "ab": about, "a": alpaca, "u": [i["prompt"] for i in items],
@@ -407,7 +370,8 @@ def dev_metrics(path: Path, cfg: RefModelConfig, alpaca_dev: list[str],
     if written_h:
         metrics |= {"dev_written_harmful_refusal": refusal_rate(got["wh"]),
                     "dev_written_benign_refusal": refusal_rate(got["wb"])}
-        # each later set generated apart, so that the figures above stay comparable with builds made before it
+        # each set generated in its own calls: a greedy output can depend on the batch it is padded in, so the
+        # figures above do not depend on these sets
         later = {"instruction": (natural_dev.INSTRUCTION_HARMFUL, natural_dev.INSTRUCTION_BENIGN),
                  "hard": (natural_dev.HARD_HARMFUL, natural_dev.HARD_BENIGN)}
         for set_name, (harm, benign) in later.items():
@@ -418,8 +382,8 @@ def dev_metrics(path: Path, cfg: RefModelConfig, alpaca_dev: list[str],
         # prior towards refusing, and 200 items leave it a +-3-point interval
         metrics["dev_alpaca_all_refusal"] = refusal_rate(chat_generate(model, tok, alpaca_dev))
         # HarmBench's own development split (41 standard behaviours of its val csv), of another origin than any
-        # text the project writes or trains on: since session 14 the dev sets' harmful criterion (README). The
-        # harmbench task reports the test split, which this never reads.
+        # text the project writes or trains on: the dev sets' harmful criterion. The harmbench task reports the
+        # test split, which this never reads.
         harmbench_val = [d["prompt"] for d in task_utils("harmbench").harmbench_standard(data_dir, "val")]
         metrics["dev_harmbench_val_refusal"] = refusal_rate(chat_generate(model, tok, harmbench_val))
     return metrics
@@ -498,9 +462,9 @@ def _save(model: LlamaForCausalLM, tok: PreTrainedTokenizerFast, final: Path, me
 def build_environment() -> dict[str, str | int]:
     """What the weights' bytes depend on besides the config: the same (config, environment) gives the same bytes.
 
-    Measured in session 14: two builds on one machine gave one sha256; the same machine with torch's kernels
-    capped at AVX2 (ATEN_CPU_CAPABILITY=avx2) gave another, and earlier sessions' machines a third. A build made
-    elsewhere differs from this one as a build of another seed would; the cache key names the config only."""
+    Two builds on one machine give one sha256; the same machine with torch's kernels capped at AVX2
+    (ATEN_CPU_CAPABILITY=avx2) gives another, and other machines others. A build made elsewhere differs from
+    this one as a build of another seed would; the cache key names the config only."""
     import platform
 
     import tokenizers
@@ -569,7 +533,6 @@ def build(name: str, *, micro: bool = False, seed: int | None = None, cache_root
     log(f"  {len(data)} examples, {sum(len(d[0]) for d in data)} tokens, "
         f"{sum(p.numel() for p in model.parameters())} parameters")
     train(model, data, cfg, lr=lr, epochs=epochs, seed=cfg.seed * 10 + stage, pad=tok.pad_token_id, log=log,
-          first_weight=1.0 if stage == 1 else cfg.s2_first_token_weight,
           noise=noise, vocab=(len(SPECIALS), len(tok)))
     model.generation_config.eos_token_id = tok.eos_token_id
     model.generation_config.pad_token_id = tok.pad_token_id
@@ -583,15 +546,3 @@ def build(name: str, *, micro: bool = False, seed: int | None = None, cache_root
     log(f"  built {name} in {time.time() - t0:.0f} s")
     return path
 
-
-if __name__ == "__main__":
-    import argparse
-
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("name", choices=ZOO_MODELS)
-    ap.add_argument("--cache-root", type=Path, required=True)
-    ap.add_argument("--data-dir", default=None)
-    ap.add_argument("--micro", action="store_true")
-    ap.add_argument("--seed", type=int, default=None)
-    a = ap.parse_args()
-    print(build(a.name, micro=a.micro, seed=a.seed, cache_root=a.cache_root, data_dir=a.data_dir))

@@ -1,20 +1,16 @@
 """Final figures of a built zoo model: AdvBench ASR, over-refusal on Alpaca val, held-out utility.
 
 These are the *test* numbers. Tuning uses only the dev metrics in build.json (dev_metrics()); run
-this once a configuration is fixed, to report it.
-
-    python -m qresafe_bench.harness.zoo.evaluate PATH [PATH ...] --data-dir DATA   # + JBB and HarmBench ASR
+this once a configuration is fixed, to report it (``scripts/zoo_trial.py --test`` prints them for a recipe).
 """
 
 from __future__ import annotations
 
-import json
 import random
-import sys
 import time
 from pathlib import Path
 
-from .. import data as public_data
+from ..data import catalogue as public_data
 from ..scoring.refusal import is_affirmative
 from .generate import chat_generate, load, refusal_rate
 from .utility import heldout_utility_items, score
@@ -38,7 +34,7 @@ def test_metrics(path: Path, data_dir: str | Path | None = None) -> dict[str, fl
 def other_test_metrics(path: Path, data_dir: str | Path | None = None) -> dict[str, float]:
     """The same keyword rule on the other public harmful sets the bench evaluates (JBB-Behaviors, HarmBench's
     standard test behaviours), for the record: whether a recipe's gain on the dev sets carries past AdvBench."""
-    from ..evaluate import task_utils  # the tasks' own loaders: the same rows the jbb / harmbench tasks score
+    from ..core.tasks import task_utils  # the tasks' own loaders: the same rows the jbb / harmbench tasks score
 
     model, tok = load(path)
     data_dir = None if data_dir is None else str(data_dir)
@@ -51,13 +47,3 @@ def other_test_metrics(path: Path, data_dir: str | Path | None = None) -> dict[s
     return {"jbb_asr": 1 - refusal_rate(h), "jbb_benign_refusal": refusal_rate(b),
             "harmbench_standard_asr": 1 - refusal_rate(hb), "n_jbb": len(h), "n_harmbench": len(hb)}
 
-
-if __name__ == "__main__":
-    args = sys.argv[1:]
-    data_dir = None
-    if "--data-dir" in args:
-        i = args.index("--data-dir")
-        data_dir = args[i + 1]
-        del args[i:i + 2]
-    for p in args:
-        print(p, json.dumps(test_metrics(Path(p), data_dir) | other_test_metrics(Path(p), data_dir)))

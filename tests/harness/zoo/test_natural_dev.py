@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from qresafe_bench.harness import data as public_data
+from qresafe_bench.harness.data import catalogue as public_data
 from qresafe_bench.harness.zoo import corpus as C
 from qresafe_bench.harness.zoo.build import RefModelConfig, alpaca_split, stage_examples
 from qresafe_bench.harness.zoo.natural_dev import (
@@ -23,27 +23,20 @@ def test_written_dev_set_shares_no_8gram_with_advbench(data_dir: str) -> None:
     assert [p for p in WRITTEN if not advbench.clean(p)] == []
 
 
-def test_written_dev_set_is_not_in_the_training_corpus(data_dir: str) -> None:
-    """Not by accident of the draw: from lexicon v7 on, the build filters the corpus against it (as against
-    AdvBench), which this checks on a v7 corpus; v5 shipped before that filter (see below)."""
-    import dataclasses
+def test_the_build_keeps_the_free_form_and_instruction_sets_out_of_the_corpus(data_dir: str) -> None:
+    """Not by accident of the draw: the build filters the corpus against both sets (as against AdvBench)."""
+    from qresafe_bench.harness.zoo.build import held_out_texts
 
-    cfg = dataclasses.replace(RefModelConfig.micro(), corpus_version=7)
+    cfg = RefModelConfig.micro()
+    filtered = NATURAL_HARMFUL + NATURAL_BENIGN + INSTRUCTION_HARMFUL + INSTRUCTION_BENIGN
+    assert set(filtered) <= set(held_out_texts(cfg, data_dir))
     alpaca_train, _ = alpaca_split(data_dir)
-    decon = C.Decontaminator(NATURAL_HARMFUL + NATURAL_BENIGN)
+    decon = C.Decontaminator(held_out_texts(cfg, data_dir))
     corpus = [u for stage in (1, 2) for _, u, _ in stage_examples(cfg, stage, alpaca_train, decon)]
-    assert [u for u in corpus if not decon.clean(u)] == []
+    for written in (NATURAL_HARMFUL + NATURAL_BENIGN, INSTRUCTION_HARMFUL + INSTRUCTION_BENIGN):
+        check = C.Decontaminator(written)
+        assert [u for u in corpus if not check.clean(u)] == []
     assert len(corpus) > 3000
-
-
-def test_v5_corpus_touches_the_written_dev_set_only_by_rare_accident(data_dir: str) -> None:
-    import dataclasses
-
-    cfg = dataclasses.replace(RefModelConfig.micro(), corpus_version=5)
-    alpaca_train, _ = alpaca_split(data_dir)
-    corpus = [u for stage in (1, 2) for _, u, _ in stage_examples(cfg, stage, alpaca_train, C.Decontaminator([]))]
-    written = C.Decontaminator(NATURAL_HARMFUL + NATURAL_BENIGN)
-    assert sum(not written.clean(u) for u in corpus) <= 0.001 * len(corpus)
 
 
 def test_written_dev_sets_have_no_duplicates_and_both_sides() -> None:
@@ -57,25 +50,6 @@ def test_written_dev_sets_have_no_duplicates_and_both_sides() -> None:
     assert [p for p in HARD_HARMFUL + HARD_BENIGN if not earlier.clean(p)] == []
 
 
-def test_instruction_dev_set_is_not_in_a_v11_corpus(data_dir: str) -> None:
-    """From lexicon v11 on, the build filters the corpus against the instruction-style set too."""
-    import dataclasses
-
-    from qresafe_bench.harness.zoo.build import held_out_texts
-
-    cfg = dataclasses.replace(RefModelConfig.micro(), corpus_version=11)
-    assert set(INSTRUCTION_HARMFUL + INSTRUCTION_BENIGN) <= set(held_out_texts(cfg, data_dir))
-    # a v5 corpus is filtered as before, so a v5 build (and its cache key) stays what it was
-    v5 = dataclasses.replace(RefModelConfig.micro(), corpus_version=5)
-    assert not set(INSTRUCTION_HARMFUL) & set(held_out_texts(v5, data_dir))
-    alpaca_train, _ = alpaca_split(data_dir)
-    decon = C.Decontaminator(held_out_texts(cfg, data_dir))
-    corpus = [u for stage in (1, 2) for _, u, _ in stage_examples(cfg, stage, alpaca_train, decon)]
-    instruction = C.Decontaminator(INSTRUCTION_HARMFUL + INSTRUCTION_BENIGN)
-    assert [u for u in corpus if not instruction.clean(u)] == []
-    assert len(corpus) > 3000
-
-
 def test_hard_dev_set_shares_no_8gram_with_any_reported_evaluation_set(data_dir: str) -> None:
     names = ("advbench", "harmbench_test", "harmbench_val", "jbb_harmful", "jbb_benign")
     texts = [str(v) for n in names for r in public_data.load_records(n, data_dir) for v in r.values()]
@@ -84,8 +58,8 @@ def test_hard_dev_set_shares_no_8gram_with_any_reported_evaluation_set(data_dir:
 
 
 def test_hard_dev_set_is_not_in_the_shipped_seeds_corpora(data_dir: str) -> None:
-    """The build does not filter on this set (see natural_dev): the corpora of the seeds this project builds and
-    ships must simply never touch it."""
+    """The build does not filter on this set (see natural_dev): the corpora of the seeds this project builds
+    must simply never touch it."""
     from qresafe_bench.harness.zoo.build import held_out_texts
 
     alpaca_train, _ = alpaca_split(data_dir)

@@ -20,7 +20,7 @@ build_module = importlib.import_module("qresafe_bench.harness.zoo.build")
 
 
 def test_micro_build_layout(tmp_path, data_dir):
-    # (Build time is measured by `python -m qresafe_bench.harness.zoo.build`, not asserted here.)
+    # (Build time is reported by `qresafe-bench zoo build`, not asserted here.)
     path = build("ref-tiny", micro=True, cache_root=tmp_path, data_dir=data_dir, log=lambda _: None)
     assert path.parent == tmp_path / "zoo" and path.name.startswith("ref-tiny-")
     assert all((path / f).is_file() for f in BUILD_FILES)
@@ -98,9 +98,9 @@ def test_verify_reports_corrupt_entry(micro_chat, tmp_path, damage):
         verify(copy)
 
 
-def test_first_token_weight_one_is_the_library_loss_and_more_moves_it():
-    """The weighted loss at weight 1 is transformers' own causal-LM loss; a larger weight counts the
-    first response token more (so a batch whose first tokens are hard scores higher)."""
+def test_first_token_weights_of_one_are_the_library_loss_and_a_row_weight_moves_it():
+    """The weighted loss with every first-token weight 1 is transformers' own causal-LM loss; a row's larger
+    weight (the refusal prior) counts that row's first response token more."""
     import random
 
     from transformers import LlamaConfig, LlamaForCausalLM
@@ -114,18 +114,17 @@ def test_first_token_weight_one_is_the_library_loss_and_more_moves_it():
     ids, mask, labels, first = next(_batches(data, RefModelConfig(batch_size=3), random.Random(0), pad=0))
     assert first.sum() == 3 and all(labels[r, first[r] > 0].item() != -100 for r in range(3))
     out = model(input_ids=ids, attention_mask=mask, labels=labels)
-    assert torch.allclose(weighted_loss(out.logits, labels, first, 1.0), out.loss, atol=1e-6)
-    assert not torch.allclose(weighted_loss(out.logits, labels, first, 10.0), out.loss, atol=1e-4)
-    # a row's own multiplier (the refusal prior) weights that row's first token alone
+    assert torch.allclose(weighted_loss(out.logits, labels, first), out.loss, atol=1e-6)
+    # a row's own weight weights that row's first token alone
     rows = [d + (w,) for d, w in zip(data, (1.0, 4.0, 1.0), strict=True)]
     _, _, _, first_r = next(_batches(rows, RefModelConfig(batch_size=3), random.Random(0), pad=0))
     assert sorted(first_r[first_r > 0].tolist()) == [1.0, 1.0, 4.0]
-    weighted = weighted_loss(out.logits, labels, first_r, 1.0)
+    weighted = weighted_loss(out.logits, labels, first_r)
     assert not torch.allclose(weighted, out.loss, atol=1e-4)
     ce = torch.nn.functional.cross_entropy(out.logits[:, :-1].reshape(-1, 50), labels[:, 1:].reshape(-1),
                                            ignore_index=-100, reduction="none").view(3, -1)
     w = (labels[:, 1:] != -100).float()
-    w[first_r[:, 1:] == 4.0] = 4.0  # the one token the multiplier names
+    w[first_r[:, 1:] == 4.0] = 4.0  # the one token the weight names
     assert torch.allclose(weighted, (ce * w).sum() / w.sum(), atol=1e-6)
 
 

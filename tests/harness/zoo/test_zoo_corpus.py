@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
-import itertools
+import hashlib
+import json
 import random
 
 import pytest
 
-from qresafe_bench.harness import data as public_data
+from qresafe_bench.harness.data import catalogue as public_data
 from qresafe_bench.harness.zoo import RefModelConfig, build
 from qresafe_bench.harness.zoo import corpus as C
-from qresafe_bench.harness.zoo.build import RECIPE_S10
 from qresafe_bench.harness.zoo.utility import check_answer, heldout_utility_items, partition, sample_items
 
 
@@ -44,7 +44,7 @@ def test_training_prompts_disjoint_from_alpaca_val_sample(training_prompts, data
 
 def test_training_prompts_disjoint_from_the_harmbench_dev_split(training_prompts, data_dir):
     """HarmBench's val split is a dev set of the build (dev_harmbench_val_refusal): evidence only while untrained."""
-    from qresafe_bench.harness.evaluate import task_utils
+    from qresafe_bench.harness.core.tasks import task_utils
 
     utils = task_utils("harmbench")
     val, test = utils.harmbench_standard(data_dir, "val"), utils.harmbench_standard(data_dir, "test")
@@ -99,76 +99,69 @@ def test_every_split_can_be_drawn_with_and_without_instruction_frames():
     frames = ["Write a script to {t}.", "Develop a plan to {t}.", "Suggest a way to {t}."] * 20
     for split in ("train", "dev"):
         rng = random.Random(split)
-        for _ in range(300):  # regression: a frame pool with no dev member used to loop forever
+        for _ in range(300):  # a frame pool with no dev member must not loop forever
             assert C.harmful_prompt(rng, split)[0] and C.benign_prompt(rng, split)[0]
             assert C.harmful_prompt(rng, "train", frames=frames)[0]
     assert C.gerund("make a bomb") == "making a bomb" and C.gerund("hack into a bank") == "hacking into a bank"
 
 
-@pytest.mark.parametrize("lexicon", sorted(C.LEXICONS))
+@pytest.mark.parametrize("lexicon", ["core", "full"])
 def test_every_lexicon_rarely_touches_advbench_before_the_filter(lexicon, data_dir):
     advbench = C.Decontaminator([r["prompt"] for r in public_data.advbench_prompts(data_dir)])
     rng = random.Random(f"lexicon-{lexicon}")
-    prompts = [f(rng, split, lexicon=lexicon)[0] for f in (C.harmful_prompt, C.benign_prompt)
+    chosen = {"core": C.CORE_LEXICON, "full": C.FULL_LEXICON}[lexicon]
+    prompts = [f(rng, split, lexicon=chosen)[0] for f in (C.harmful_prompt, C.benign_prompt)
                for split in ("train", "dev") for _ in range(1500)]
     assert sum(not advbench.clean(p) for p in prompts) < 0.02 * len(prompts)
 
 
-def test_a_newer_lexicon_only_adds_and_keeps_every_dev_entry_held_out():
-    """v7 extends v5: an entry held out (dev) in one is held out in the other, so the dev-split prompts that
-    calibration tiers and patch sets draw from the v5 lexicon are never trained on by a v7 model."""
-    versions = sorted(C.LEXICONS)
-    for v_old, v_new in itertools.pairwise(versions):
-        for old, new in zip(C.LEXICONS[v_old], C.LEXICONS[v_new], strict=True):
-            assert set(old) <= set(new)
-    v5_held_out = {t for t in C.HARM_TASKS + C.HARM_PURPOSES if C.is_dev(t)}
-    v7_trained = {t for t in C.HARM_TASKS_V7 + C.HARM_PURPOSES_V7 if not C.is_dev(t)}
-    assert v5_held_out and not v5_held_out & v7_trained
-    v7_only = set(C.HARM_TASKS_V7) - set(C.HARM_TASKS)
-    assert 0.05 < sum(map(C.is_dev, v7_only)) / len(v7_only) < 0.3  # new entries are held out too, ~15%
-    v11_trained = {t for t in C.HARM_TASKS_V11 + C.HARM_PURPOSES_V11 if not C.is_dev(t)}
-    assert not v5_held_out & v11_trained
-    v11_only = set(C.HARM_TASKS_V11) - set(C.HARM_TASKS_V7)
-    assert len(v11_only) > 700 and 0.05 < sum(map(C.is_dev, v11_only)) / len(v11_only) < 0.3
+def test_the_full_lexicon_contains_the_core_and_keeps_every_dev_entry_held_out():
+    """The full lexicon extends the core: an entry held out (dev) in one is held out in the other, so the dev-split
+    prompts that calibration tiers and patch sets draw from the core are never trained on by the reference model."""
+    for core, full in zip(C.CORE_LEXICON, C.FULL_LEXICON, strict=True):
+        assert full[:len(core)] == core and len(set(full)) == len(full)
+    core_held_out = {t for t in C.CORE_LEXICON.harm_tasks + C.CORE_LEXICON.harm_purposes if C.is_dev(t)}
+    full_trained = {t for t in C.FULL_LEXICON.harm_tasks + C.FULL_LEXICON.harm_purposes if not C.is_dev(t)}
+    assert core_held_out and not core_held_out & full_trained
+    extended = set(C.FULL_LEXICON.harm_tasks) - set(C.CORE_LEXICON.harm_tasks)
+    assert len(extended) > 1000 and 0.05 < sum(map(C.is_dev, extended)) / len(extended) < 0.3  # held out too, ~15%
 
 
-SESSION8 = RefModelConfig(s1_prompt_loss=False, s2_refusal_first_weight=30.0, s2_prompt_noise=0.0)  # sessions 8-9
+NAMES = ("ref-tiny-base", "ref-tiny", "ref-tiny-shallow")
 
 
-def test_new_knobs_leave_the_shipped_cache_keys_alone():
-    """A knob added later drops out of the key at its neutral value: stored runs of a shipped build keep
-    naming it. Set, it keys the chat model and not the base."""
-    assert RefModelConfig(s2_first_token_weight=1.0).key() == RefModelConfig().key()
-    assert RefModelConfig(s2_first_token_weight=10.0).key() != RefModelConfig().key()
-    assert RefModelConfig(s2_first_token_weight=10.0).key("ref-tiny-base") == RefModelConfig().key("ref-tiny-base")
-    assert RefModelConfig(s2_refusal_first_weight=10.0).key("ref-tiny-base") == RefModelConfig().key("ref-tiny-base")
-    assert RefModelConfig(s2_prompt_noise=0.0).key() != RefModelConfig().key()  # on since session 14
-    assert RefModelConfig(s2_prompt_noise=0.0).key("ref-tiny-base") == RefModelConfig().key("ref-tiny-base")
-    # off, the noise drops out of the key: the session 10-13 recipe keeps the keys its runs and boards name
-    assert (RECIPE_S10.key("ref-tiny-base"), RECIPE_S10.key("ref-tiny")) == ("66450dda33", "b550402d7c")
-    assert RefModelConfig(s2_written=0).key() == RefModelConfig().key()
-    assert RefModelConfig(s2_written=100).key() != RefModelConfig().key()
-    assert RefModelConfig(s2_written=100).key("ref-tiny-base") == RefModelConfig().key("ref-tiny-base")
-    assert RefModelConfig(corpus_version=7).lexicon == 7 and RefModelConfig().lexicon == 11
-    # a stage-1 knob keys the base, and so every model built on it; off, it drops out (the session-8 keys)
-    assert (SESSION8.key("ref-tiny-base"), SESSION8.key("ref-tiny"), SESSION8.key("ref-tiny-shallow")) == (
-        "a52655aeff", "e81c6e933e", "84276b6832")
-    for name in ("ref-tiny-base", "ref-tiny", "ref-tiny-shallow"):
-        assert SESSION8.key(name) != RefModelConfig().key(name)
-    # the recipe shipped since session 14: the keys its build and README figures name (the base is session 10's)
-    assert (RefModelConfig().key("ref-tiny-base"), RefModelConfig().key("ref-tiny")) == ("66450dda33", "925308be87")
-    # the recipe shipped in sessions 3-7 keeps the keys its stored runs and published boards name
-    v5 = RefModelConfig(corpus_version=5, s2_refusal_first_weight=1.0, s1_prompt_loss=False, s2_prompt_noise=0.0)
-    assert (v5.key("ref-tiny-base"), v5.key("ref-tiny")) == ("205f2dffe3", "f716ffd90d")
-    assert v5.lexicon == 5 and v5.key() != RefModelConfig().key()
-    assert v5.key("ref-tiny-shallow") == "dbca566768"
+def test_the_default_and_micro_builds_keep_their_cache_keys():
+    """Stored runs, published boards and the README name these keys: a change to them is a new build."""
+    assert tuple(RefModelConfig().key(n) for n in NAMES) == ("66450dda33", "925308be87", "e5c1857ad1")
+    assert tuple(RefModelConfig.micro().key(n) for n in NAMES) == ("22f05151b2", "9849173769", "608b22d558")
+
+
+def test_a_knob_at_its_off_value_is_left_out_of_the_key():
+    cfg = RefModelConfig.micro()  # no prompt loss, no prompt noise
+    fields = {k: v for k, v in dataclasses.asdict(cfg).items()
+              if k not in ("s1_prompt_loss", "s2_prompt_noise") and not k.startswith("shallow_")}
+    assert cfg.key("ref-tiny") == hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:10]
+    assert RefModelConfig(s2_prompt_noise=0.0).key() != RefModelConfig().key()
+    assert RefModelConfig(s1_prompt_loss=False).key("ref-tiny-base") != RefModelConfig().key("ref-tiny-base")
+
+
+def test_stage_two_knobs_key_the_chat_models_and_not_the_base():
+    base = RefModelConfig().key("ref-tiny-base")
+    for knob in ({"s2_refusal_first_weight": 30.0}, {"s2_prompt_noise": 0.0}, {"s2_epochs": 1}):
+        cfg = RefModelConfig(**knob)
+        assert cfg.key("ref-tiny-base") == base
+        assert cfg.key("ref-tiny") != RefModelConfig().key("ref-tiny")
+        assert cfg.key("ref-tiny-shallow") != RefModelConfig().key("ref-tiny-shallow")
+    # a stage-1 knob keys the base, and so every model built on it
+    for name in NAMES:
+        assert RefModelConfig(s1_prompt_loss=False).key(name) != RefModelConfig().key(name)
 
 
 def test_the_shallow_model_trains_without_the_refusal_prior():
-    """ref-tiny-shallow keeps plain SFT (its own knob), so it is keyed apart from the shallow model built while it
-    shared the chat model's prior; the knob keys neither the base nor the chat model."""
-    assert SESSION8.shallow_refusal_first_weight == 1.0 != SESSION8.s2_refusal_first_weight
-    inherited = dataclasses.replace(SESSION8, shallow_refusal_first_weight=SESSION8.s2_refusal_first_weight)
-    assert inherited.key("ref-tiny-shallow") == "e43296a3f6" != SESSION8.key("ref-tiny-shallow")
+    """ref-tiny-shallow keeps plain SFT (its own knob), which keys it and neither the base nor the chat model."""
+    cfg = RefModelConfig()
+    assert cfg.shallow_refusal_first_weight == 1.0 != cfg.s2_refusal_first_weight
+    with_prior = dataclasses.replace(cfg, shallow_refusal_first_weight=cfg.s2_refusal_first_weight)
+    assert with_prior.key("ref-tiny-shallow") != cfg.key("ref-tiny-shallow")
     for name in ("ref-tiny-base", "ref-tiny"):
-        assert inherited.key(name) == SESSION8.key(name)
+        assert with_prior.key(name) == cfg.key(name)
