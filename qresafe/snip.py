@@ -92,7 +92,9 @@ def safety_scores(model, batches: Iterable[dict], layers: dict[str, torch.nn.Mod
     `full_precision` maps the same names to W.
     """
     grads: dict[str, torch.Tensor] = {}
-    totals = {name: torch.zeros_like(full_precision[name], dtype=torch.float32) for name in layers}
+    # Running totals live where the gradients are (CUDA when training there); W streams to that device one
+    # layer at a time, so no second full-precision copy of the model is made on it.
+    totals: dict[str, torch.Tensor] = {}
     handles = [module.register_forward_hook(_capture_weight_gradient(name, grads)) for name, module in layers.items()]
     # The model's mode is left as the caller set it: dropout must already be off (TRL's DPOTrainer turns
     # it off; keep_critical.py scores in eval mode), and a bitsandbytes 4-bit model must stay in training
@@ -107,8 +109,10 @@ def safety_scores(model, batches: Iterable[dict], layers: dict[str, torch.nn.Mod
                 value.backward()
                 for name in layers:
                     if name in grads:
-                        weight = full_precision[name].to(grads[name].device, torch.float32)
-                        totals[name] += (weight * grads[name]).abs()
+                        grad = grads[name]
+                        weight = full_precision[name].to(grad.device, torch.float32)
+                        score = (weight * grad.float()).abs()
+                        totals[name] = totals[name] + score if name in totals else score
                 count += 1
         model.zero_grad(set_to_none=True)  # the backward also reached trainable parameters; scoring is no step
     finally:
@@ -118,6 +122,14 @@ def safety_scores(model, batches: Iterable[dict], layers: dict[str, torch.nn.Mod
             inputs_need_grad.remove()
     if count == 0:
         raise ValueError("no batches to score")
+    missing = [name for name in layers if name not in totals]
+    if missing:  # a layer the loss never reached would get an all-zero score and a mask chosen by position
+        raise RuntimeError(f"no gradient reached {len(missing)} scored layer(s), e.g. {missing[0]}: the SNIP scores "
+                           "would be zeros")
+    zero = [name for name, total in totals.items() if not torch.any(total)]
+    if zero:
+        raise RuntimeError(f"{len(zero)} scored layer(s) got all-zero SNIP scores, e.g. {zero[0]}: their gradients "
+                           "vanished, and a mask would be chosen by position")
     return {name: total / count for name, total in totals.items()}
 
 

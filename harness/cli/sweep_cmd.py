@@ -21,7 +21,7 @@ import typer
 from rich.console import Console
 
 from ..core.spec import METHODS
-from .options import Backend, DataDir, Home, ModelsFile
+from .options import Backend, DataDir, Device, Home, ModelsFile
 
 ALL_METHODS = ",".join(METHODS)
 ALL_TIERS = "benign,indirect,direct"
@@ -69,12 +69,14 @@ def sweep_command(
                                                    "limit, batch_size, patch); replaces the grid options.")] = None,
     backend: Backend = "hf",
     batch_size: Annotated[int, typer.Option(help="Generation batch size.")] = 64,
+    device: Device = "auto",
     out: Annotated[Path | None, typer.Option(help="Also write the Markdown table to this file.")] = None,
     data_dir: DataDir = None,
     home: Home = None,
     models_file: ModelsFile = None,
 ) -> None:
     """Run every supported cell of methods × bits × tiers × group sizes (× the patch); skipped cells say why."""
+    from ..core.device import resolve_device
     from ..core.paths import cache_root
     from ..generation.backends import BackendSettings
     from ..runs.sweep import SweepGrid, load_sweep_spec, markdown_table, run_sweep
@@ -93,11 +95,13 @@ def sweep_command(
         grid = SweepGrid(model=model, methods=_names(quant), bits=_ints(bits), calib=_names(calib),
                          group_sizes=groups, tasks=_names(tasks), limit=limit, max_new_tokens=max_new_tokens,
                          patch=_patch_options(patch, patch_option))
+    device = resolve_device(device)
     err = Console(stderr=True)
     started = time.time()
     with _RichProgress(err) as progress:
         planned = run_sweep(grid, home=cache_root(home), data_dir=data_dir,
-                            backend=BackendSettings(name=backend, batch_size=batch_size), progress=progress,
+                            backend=BackendSettings(name=backend, batch_size=batch_size, device=device),
+                            progress=progress,
                             models_file=models_file, log=progress.log)
     table = markdown_table(planned)
     print(table)
@@ -115,7 +119,7 @@ def sweep_command(
                   f"Wall time: {time.time() - started:.0f} s on this machine (cells already in the store are not "
                   "recomputed). Scorer: GCG keyword rule (29 strings), greedy decoding, chat template, "
                   f"{grid.max_new_tokens or 64} new tokens; every rate with its Wilson 95% interval. "
-                  f"Backend: {'hf (transformers), CPU' if backend == 'hf' else backend}."
+                  f"Backend: {f'hf (transformers), {device}' if backend == 'hf' else backend}."
                   f"{f' Limit: first {grid.limit} documents per task.' if grid.limit else ''}"
                   f"{f' Patch: {recipe.label}.' if recipe else ''}\n\n")
         atomic_write_text(out, header + table)

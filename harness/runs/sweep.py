@@ -304,7 +304,7 @@ def _patch(cell: Cell, grid: SweepGrid, *, home: Path, data_dir: str | None, bac
     recipe = grid.patch_recipe()
     progress.step(f"patch {cell.parent.slug} with {recipe.label} (or find it in the store)")
     request = PatchRequest(spec=cell.parent, recipe=recipe, data_dir=data_dir, models_file=models_file,
-                           backend=backend, device=backend.device if backend.device.startswith("cuda") else "cpu")
+                           backend=backend, device=backend.device)
     try:
         with _contextlib.redirect_stdout(sys.stderr):  # trainers print; stdout is for the table
             run_patch(request, home=home, log=log, on_generated=progress.item)
