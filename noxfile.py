@@ -35,7 +35,7 @@ def _env() -> dict[str, str]:
     return env
 
 
-def _install(session: nox.Session, extras: str = "test,alpaca-eval") -> None:
+def _install(session: nox.Session, extras: str = "test,alpaca-eval,real-models") -> None:
     session.install(TORCH)
     session.install("-e", f".[{extras}]")
 

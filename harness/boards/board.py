@@ -20,7 +20,12 @@ from ..core.spec import CALIB_TIERS, METHODS
 from .collect import Run, best_runs, load_runs
 
 SAFETY = ("advbench", "asr")
-UTILITY = ("ref_utility", "accuracy")
+# The utility column: the first of these that the model's runs hold. ref_utility checks the reference model's own
+# skills; answer_likelihood is the judge-free measure any model can run.
+UTILITIES: tuple[tuple[str, str, str], ...] = (
+    ("ref_utility", "accuracy", "ref_utility accuracy (judge-free exact checks)"),
+    ("answer_likelihood", "nll_per_byte", "answer NLL per byte (judge-free; lower is better)"),
+)
 TIER_ORDER = CALIB_TIERS
 METHOD_ORDER = METHODS
 TIER_TITLES = {"none": "no data", "benign": "benign (Risk-I)", "indirect": "indirect (Risk-II)",
@@ -68,7 +73,14 @@ def _rate(run: Run | None, task: str, metric: str) -> dict | None:
     if run is None:
         return None
     rate = run.rate(task, metric)
-    return None if rate is None else {k: rate[k] for k in ("value", "n", "successes", "ci95_low", "ci95_high")}
+    return None if rate is None else {k: rate[k] for k in ("value", "n", "successes", "ci95_low", "ci95_high", "kind")
+                                      if k in rate}
+
+
+def utility_of(best: dict) -> tuple[str, str, str]:
+    """The utility measure a board shows: the first of UTILITIES that any of the model's runs holds."""
+    held = {task for tasks in best.values() for task in tasks}
+    return next((u for u in UTILITIES if u[0] in held), UTILITIES[0])
 
 
 # --- building -------------------------------------------------------------------------------------
@@ -86,6 +98,7 @@ def build_board(home: Path, model: str, *, patch: str | None = None, prompt_text
     base_key = (model, "none", 16, "none", None, "none")
     base = best.get(base_key, {})
     base_run = base.get(SAFETY[0])
+    utility = utility_of(best)
     rows = []
     for key, tasks in best.items():
         _, quant, bits, calib, group, label = key
@@ -99,8 +112,8 @@ def build_board(home: Path, model: str, *, patch: str | None = None, prompt_text
         row = {
             "method": quant, "bits": bits, "group_size": group, "tier": calib,
             "asr_before": _rate(before, *SAFETY), "asr_after": _rate(after, *SAFETY),
-            "utility_before": _rate(tasks.get(UTILITY[0]), *UTILITY),
-            "utility_after": _rate(after_tasks.get(UTILITY[0]), *UTILITY),
+            "utility_before": _rate(tasks.get(utility[0]), *utility[:2]),
+            "utility_after": _rate(after_tasks.get(utility[0]), *utility[:2]),
             "run_before": before.key, "run_after": after.key if after else None,
         }
         if after is not None:
@@ -118,8 +131,8 @@ def build_board(home: Path, model: str, *, patch: str | None = None, prompt_text
         "patch": patch,
         "patch_labels_stored": sorted(set(labels)),
         "store": str(home),
-        "meta": describe(any_run),
-        "baseline": {"asr": _rate(base_run, *SAFETY), "utility": _rate(base.get(UTILITY[0]), *UTILITY),
+        "meta": {**describe(any_run), "utility": utility[2]},
+        "baseline": {"asr": _rate(base_run, *SAFETY), "utility": _rate(base.get(utility[0]), *utility[:2]),
                      "run": base_run.key if base_run else None},
         "rows": rows,
         **({} if prompt_text else {"prompt_text": "left out: flipped prompts are listed by document index "
@@ -139,7 +152,6 @@ def describe(run: Run) -> dict:
         "model": results["spec"]["model"],
         "decoding": f"{results.get('decoding', 'greedy')}, {gen.get('max_gen_toks', '?')} new tokens, chat template",
         "backend": (results.get("backend") or {}).get("name", "hf"),
-        "utility": f"{UTILITY[0]} {UTILITY[1]} (judge-free exact checks)",
         "interval": "Wilson 95%",
         "paired_test": "exact McNemar (two-sided) on per-prompt outcomes of the same documents",
     }
@@ -157,6 +169,8 @@ def _group_order(group) -> int:
 def fmt_rate(rate: dict | None) -> str:
     if not rate:
         return "—"
+    if rate.get("kind") == "score":
+        return f"{rate['value']:.3f} [{rate['ci95_low']:.3f}, {rate['ci95_high']:.3f}] n={rate['n']}"
     return (f"{100 * rate['value']:.1f}% [{100 * rate['ci95_low']:.1f}, {100 * rate['ci95_high']:.1f}] "
             f"n={rate['n']}")
 
@@ -247,7 +261,12 @@ def render_markdown(board: dict, paper: dict | None = None) -> str:
 
 
 def _pct(rate: dict | None) -> str:
-    return "—" if not rate else f"{100 * rate['value']:.1f}% (n={rate['n']})"
+    return "—" if not rate else f"{short_value(rate)} (n={rate['n']})"
+
+
+def short_value(rate: dict) -> str:
+    """A rate in percent, a score as a number."""
+    return f"{rate['value']:.3f}" if rate.get("kind") == "score" else f"{100 * rate['value']:.1f}%"
 
 
 def _short(text: str | None, width: int = 70) -> str:

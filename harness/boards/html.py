@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from html import escape
 
-from .board import TIER_TITLES, fmt_p, fmt_rate, meta_lines, pivot, row_label
+from .board import TIER_TITLES, fmt_p, fmt_rate, meta_lines, pivot, row_label, short_value
 from .paper import BANNER
 
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf", "#7f7f7f",
@@ -55,7 +55,7 @@ def render_html(board: dict, paper: dict | None = None) -> str:
                 delta = f"<span class='{cls}'>{row['delta_pp']:+.1f}</span> [{fmt_p(row['patch_flips']['p_mcnemar'])}]"
             else:
                 delta = "not patched"
-            utility = " → ".join("—" if not r else f"{100 * r['value']:.1f}%"
+            utility = " → ".join("—" if not r else short_value(r)
                                  for r in (row["utility_before"], row["utility_after"]))
             cells.append(f"<td>{escape(fmt_rate(row['asr_before']))}</td><td>{escape(fmt_rate(row['asr_after']))}</td>"
                          f"<td>{delta}</td><td>{escape(utility)}</td>")

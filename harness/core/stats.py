@@ -54,3 +54,16 @@ def rate_of(flags: list[bool] | list[int] | list[float]) -> Rate:
     if any(v not in (0.0, 1.0) for v in values):
         raise ValueError("rate_of expects 0/1 outcomes")
     return wilson(int(sum(values)), len(values))
+
+
+def mean_interval(values: list[float], *, low: float = -math.inf, high: float = math.inf) -> dict:
+    """A mean with its normal-approximation 95% interval (clipped to [low, high]) and n, as a board cell:
+    `kind: score` marks it as a number, not a rate."""
+    n = len(values)
+    if not n:
+        return {"value": float("nan"), "n": 0, "ci95_low": float("nan"), "ci95_high": float("nan"), "kind": "score"}
+    mean = sum(values) / n
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else 0.0
+    half = Z_95 * sd / math.sqrt(n)
+    return {"value": mean, "n": n, "ci95_low": max(low, mean - half), "ci95_high": min(high, mean + half),
+            "kind": "score"}

@@ -7,6 +7,7 @@ produces it (through lm-eval's per-item cache hook).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 
 from lm_eval.api.model import LM, CacheHook
@@ -27,6 +28,15 @@ class _AppendToStore(CacheHook):
         self.pending: dict[str, list[str]] = {}  # base key -> occurrence keys still to be filled
 
     def add_partial(self, attr, req, res) -> None:
+        if attr == "loglikelihood":
+            context, continuation = req
+            key = request_key(context, loglikelihood_kwargs(continuation))
+            if self.pending.get(key):
+                self.pending[key].pop(0)
+                self.log.append(key, context, loglikelihood_kwargs(continuation), json.dumps(list(res)), sync=False)
+                if self.on_item:
+                    self.on_item()
+            return
         if attr != "generate_until":
             return
         context, gen_kwargs = req
@@ -94,11 +104,34 @@ class StoreLM(LM):
             self._inner = backends.make_lm(self.model, self.settings)
         return self._inner
 
-    def loglikelihood(self, requests, disable_tqdm: bool = False):
-        raise BackendError("the harness's tasks are generative; loglikelihood requests are not stored")
+    def loglikelihood(self, requests, disable_tqdm: bool = False) -> list[tuple[float, bool]]:
+        """(log-likelihood of the continuation, whether it is the greedy one) per request, from the store when
+        it holds the pair; the rest from the backend, each stored the moment it is computed."""
+        args = [(context, loglikelihood_kwargs(continuation)) for context, continuation in
+                (request.args for request in requests)]
+        keys = [request_key(context, kwargs) for context, kwargs in args]
+        stored = [self.log.get(key) for key in keys]
+        missing = [i for i, text in enumerate(stored) if text is None]
+        self.reused += len(requests) - len(missing)
+        if missing:
+            inner = self._load_inner()
+            hook = _AppendToStore(self.log, self.on_item)
+            for index in missing:
+                hook.pending.setdefault(keys[index], []).append(keys[index])
+            inner.set_cache_hook(hook)
+            try:
+                fresh = inner.loglikelihood([requests[i] for i in missing])
+            finally:
+                self.log.sync()
+            for index, result in zip(missing, fresh, strict=True):
+                if self.log.get(keys[index]) is None:  # a backend that skipped the hook: store it now
+                    self.log.append(keys[index], args[index][0], args[index][1], json.dumps(list(result)))
+                stored[index] = self.log.get(keys[index])
+            self.generated += len(missing)
+        return [(float(ll), bool(greedy)) for ll, greedy in (json.loads(text) for text in stored)]
 
     def loglikelihood_rolling(self, requests, disable_tqdm: bool = False):
-        raise BackendError("the harness's tasks are generative; loglikelihood requests are not stored")
+        raise BackendError("rolling log-likelihood requests are not supported: no task of the harness makes them")
 
     # -- chat template (what lm-eval asks of a chat model) ---------------------------------------------
     @property
@@ -114,6 +147,11 @@ class StoreLM(LM):
         return self.tokenizer.apply_chat_template(
             chat_history, tokenize=False, add_generation_prompt=add_generation_prompt,
             continue_final_message=not add_generation_prompt)
+
+
+def loglikelihood_kwargs(continuation: str) -> dict[str, str]:
+    """What keys a stored log-likelihood beside the context: the continuation it scores."""
+    return {"loglikelihood_of": continuation}
 
 
 def occurrence_keys(args: list[tuple[str, dict]]) -> list[str]:

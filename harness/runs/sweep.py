@@ -320,6 +320,8 @@ def _rate(results: dict, task: str, metric: str) -> str:
         rate = results["tasks"][task]["metrics"][metric]
     except KeyError:
         return ""
+    if rate.get("kind") == "score":  # a number, not a rate (the judge-free NLL per byte)
+        return f"{rate['value']:.3f} [{rate['ci95_low']:.3f}, {rate['ci95_high']:.3f}]"
     return f"{100 * rate['value']:.1f} [{100 * rate['ci95_low']:.1f}, {100 * rate['ci95_high']:.1f}]"
 
 
@@ -328,18 +330,21 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("affirmative %", "advbench", "affirmative"),
     ("over-refusal % [95% CI]", "over_refusal", "over_refusal"),
     ("ref utility % [95% CI]", "ref_utility", "accuracy"),
+    ("answer NLL/byte [95% CI] (judge-free utility, lower is better)", "answer_likelihood", "nll_per_byte"),
 )
 
 
 def markdown_table(planned: list[Cell]) -> str:
     """The grid as Markdown: one row per cell, n in the header, skipped cells with their reason."""
     ns = {}
+    ran = {task for cell in planned if cell.results for task in cell.results.get("tasks", {})}
+    columns = [column for column in COLUMNS if column[1] in ran]  # only the tasks the grid ran
     for cell in planned:
-        for _, task, metric in COLUMNS:
+        for _, task, metric in columns:
             if cell.results and task in cell.results.get("tasks", {}):
                 ns[task] = cell.results["tasks"][task]["metrics"][metric]["n"]
     header = ["method", "bits", "calib", "group", "patch"] + [
-        f"{title} (n={ns[task]})" if task in ns else title for title, task, _ in COLUMNS] + ["status"]
+        f"{title} (n={ns[task]})" if task in ns else title for title, task, _ in columns] + ["status"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for cell in planned:
         spec = cell.spec
@@ -348,6 +353,6 @@ def markdown_table(planned: list[Cell]) -> str:
         row = [spec.quant, str(spec.bits), spec.calib,
                "default" if spec.group_size is None else ("channel" if spec.group_size == -1 else str(spec.group_size)),
                spec.patch]
-        row += [_rate(cell.results, task, metric) if cell.results else "" for _, task, metric in COLUMNS]
+        row += [_rate(cell.results, task, metric) if cell.results else "" for _, task, metric in columns]
         lines.append("| " + " | ".join(row + [status.replace("|", "/")]) + " |")
     return "\n".join(lines) + "\n"

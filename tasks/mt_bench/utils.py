@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any
 
 import datasets
 
 from qresafe_bench.harness import judges
+from qresafe_bench.harness.core.stats import mean_interval
 from qresafe_bench.harness.data.catalogue import DataSourceError, load_records
 from qresafe_bench.harness.judges.templates import mt_bench_prompt, mt_bench_templates, parse_rating
 
@@ -82,15 +82,8 @@ def process_results(doc: dict, results: list[str]) -> dict:
 
 
 def _mean_ci(values: list[float]) -> dict:
-    """Mean rating with a normal-approximation 95% interval (n = parsed judgments)."""
-    n = len(values)
-    if not n:
-        return {"value": float("nan"), "n": 0, "ci95_low": float("nan"), "ci95_high": float("nan"), "kind": "score"}
-    mean = sum(values) / n
-    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else 0.0
-    half = 1.959963984540054 * sd / math.sqrt(n)
-    return {"value": mean, "n": n, "ci95_low": max(1.0, mean - half), "ci95_high": min(10.0, mean + half),
-            "kind": "score"}
+    """Mean rating with a normal-approximation 95% interval (n = parsed judgments), within the 1-10 scale."""
+    return mean_interval(values, low=1.0, high=10.0)
 
 
 def summarise(samples: list[dict]) -> dict:
