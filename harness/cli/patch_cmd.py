@@ -25,6 +25,7 @@ from .options import (
     Bits,
     Calib,
     DataDir,
+    DataParallel,
     Device,
     GroupSize,
     Home,
@@ -32,6 +33,7 @@ from .options import (
     Model,
     ModelsFile,
     Quant,
+    TensorParallel,
     spec_from_options,
 )
 
@@ -74,6 +76,8 @@ def patch_command(
     backend: Backend = "hf",
     batch_size: Annotated[int, typer.Option(help="Generation batch size for y_w / y_l (hf).")] = 32,
     device: Device = "auto",
+    tensor_parallel_size: TensorParallel = 1,
+    data_parallel_size: DataParallel = 1,
     data_dir: DataDir = None,
     home: Home = None,
     models_file: ModelsFile = None,
@@ -109,7 +113,10 @@ def patch_command(
         check_margin=check_margin, rpo_alpha=rpo_alpha,
         target_modules=tuple(t.strip() for t in target_modules.split(",") if t.strip()) if target_modules else None)
     request = PatchRequest(spec=spec, recipe=recipe, data_dir=data_dir, models_file=models_file,
-                           backend=BackendSettings(name=backend, batch_size=batch_size, device=device), device=device)
+                           backend=BackendSettings(name=backend, batch_size=batch_size, device=device,
+                                                   tensor_parallel_size=tensor_parallel_size,
+                                                   data_parallel_size=data_parallel_size),
+                           device=device)
     check_request(request)
 
     err = Console(stderr=True)

@@ -30,11 +30,12 @@ def quantize_command(model: Model, quant: Quant, bits: Bits = None, calib: Calib
 def methods_command(json_out: Json = False) -> None:
     """The method × bits matrix: what each quantization method supports, and through which library."""
     from ..core.spec import BITS
-    from ..quantize.base import QUANTIZERS
+    from ..quantize.base import QUANTIZERS, SEVEN_B, memory_gib
 
     bit_columns = [b for b in BITS if b != 16]
     rows = [{"method": m.name, "bits": list(m.bits), "library": m.library, "data": m.data, "format": m.fmt,
-             "default_group_size": m.default_group_size, "note": m.note} for m in QUANTIZERS.values()]
+             "default_group_size": m.default_group_size, "note": m.note,
+             "memory_7b_gib": round(memory_gib(m, SEVEN_B)), "memory_note": m.memory_note} for m in QUANTIZERS.values()]
     if json_out:
         print(json.dumps(rows, indent=2))
         return
@@ -42,10 +43,10 @@ def methods_command(json_out: Json = False) -> None:
     table.add_column("method")
     for b in bit_columns:
         table.add_column(f"{b}-bit", justify="center")
-    for column in ("data", "format", "library"):
+    for column in ("data", "format", "7B build memory", "library"):
         table.add_column(column, overflow="fold")
     for row in rows:
         table.add_row(row["method"], *("yes" if b in row["bits"] else "-" for b in bit_columns),
                       {"none": "-", "text": "calibration text", "pairs": "training pairs"}[row["data"]],
-                      row["format"], row["library"])
+                      row["format"], f"~{row['memory_7b_gib']} GiB", row["library"])
     Console().print(table)

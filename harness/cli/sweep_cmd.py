@@ -21,7 +21,7 @@ import typer
 from rich.console import Console
 
 from ..core.spec import METHODS
-from .options import Backend, DataDir, Device, Home, ModelsFile
+from .options import Backend, DataDir, DataParallel, Device, Home, ModelsFile, TensorParallel
 
 ALL_METHODS = ",".join(METHODS)
 ALL_TIERS = "benign,indirect,direct"
@@ -70,6 +70,8 @@ def sweep_command(
     backend: Backend = "hf",
     batch_size: Annotated[int, typer.Option(help="Generation batch size.")] = 64,
     device: Device = "auto",
+    tensor_parallel_size: TensorParallel = 1,
+    data_parallel_size: DataParallel = 1,
     out: Annotated[Path | None, typer.Option(help="Also write the Markdown table to this file.")] = None,
     data_dir: DataDir = None,
     home: Home = None,
@@ -100,7 +102,9 @@ def sweep_command(
     started = time.time()
     with _RichProgress(err) as progress:
         planned = run_sweep(grid, home=cache_root(home), data_dir=data_dir,
-                            backend=BackendSettings(name=backend, batch_size=batch_size, device=device),
+                            backend=BackendSettings(name=backend, batch_size=batch_size, device=device,
+                                                    tensor_parallel_size=tensor_parallel_size,
+                                                    data_parallel_size=data_parallel_size),
                             progress=progress,
                             models_file=models_file, log=progress.log)
     table = markdown_table(planned)

@@ -19,7 +19,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..core.spec import VariantSpec
-from ..quantize.base import QuantError, QuantRecipe, check_supported, method_info
+from ..quantize.base import QuantError, QuantRecipe, check_memory, check_supported, method_info
 from ..store import atomic_write_text, stable_hash
 from .resolved import RegistryError, ResolvedModel
 
@@ -107,6 +107,7 @@ def _build(spec: VariantSpec, recipe: QuantRecipe, base: ResolvedModel, path: Pa
     from ..data.calibration import build_tier
 
     info = check_supported(spec.quant, spec.bits)
+    check_memory(info, Path(base.location))  # before any calibration data is generated
     calib = None
     if info.data != "none":
         calib = build_tier(spec.calib, base_dir=Path(base.location), n=recipe.num_calibration_samples,

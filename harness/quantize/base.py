@@ -10,6 +10,8 @@ validation and the README all read the same facts.
 from __future__ import annotations
 
 import importlib
+import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +35,11 @@ class MethodInfo:
     module: str  # implementation module under harness.quantize
     default_group_size: int | None  # None: the method has no group size
     fmt: str  # on-disk format of the result
+    # Peak memory of building a variant with this implementation, in bytes per model parameter (an estimate:
+    # weights as loaded plus the method's working set); `qresafe-bench methods` prints it for a 7B model, and a
+    # build refuses, in one line, a model the machine cannot hold.
+    bytes_per_param: float = 2.2
+    memory_note: str = "16-bit weights, one layer's working set"
     note: str = ""
 
     def implementation(self) -> QuantizeFn:
@@ -48,14 +55,19 @@ QUANTIZERS: dict[str, MethodInfo] = {m.name: m for m in (
                "compressed-tensors",
                note="AutoAWQ is deprecated; on CPU a pin-memory workaround applies (quantize/_cpu.py)"),
     MethodInfo("aqlm", "additive codebooks written in AQLM format (this project's quantizer; `aqlm` runtime)",
-               (4, 3, 2), "text", "aqlm_format", None, "aqlm"),
-    MethodInfo("bnb-int8", "bitsandbytes LLM.int8()", (8,), "none", "bnb", None, "bitsandbytes"),
-    MethodInfo("bnb-nf4", "bitsandbytes NF4", (4,), "none", "bnb", 64, "bitsandbytes"),
-    MethodInfo("bnb-fp4", "bitsandbytes FP4", (4,), "none", "bnb", 64, "bitsandbytes"),
+               (4, 3, 2), "text", "aqlm_format", None, "aqlm", 4.5,
+               "float32 weights and per-layer input statistics"),
+    MethodInfo("bnb-int8", "bitsandbytes LLM.int8()", (8,), "none", "bnb", None, "bitsandbytes", 2.0,
+               "16-bit shards while loading, then 1 byte per weight"),
+    MethodInfo("bnb-nf4", "bitsandbytes NF4", (4,), "none", "bnb", 64, "bitsandbytes", 2.0,
+               "16-bit shards while loading, then half a byte per weight"),
+    MethodInfo("bnb-fp4", "bitsandbytes FP4", (4,), "none", "bnb", 64, "bitsandbytes", 2.0,
+               "16-bit shards while loading, then half a byte per weight"),
     MethodInfo("qlora", "bitsandbytes NF4 + PEFT LoRA fine-tune", (4,), "pairs", "qlora", 64,
-               "bitsandbytes + LoRA adapter"),
+               "bitsandbytes + LoRA adapter", 2.5, "16-bit shards while loading; NF4 base, LoRA training state"),
     MethodInfo("llm-qat", "fake-quant fine-tune (compressed-tensors fake_quantize, straight-through) then RTN",
-               (8, 4, 3, 2), "pairs", "llm_qat", 128, "compressed-tensors"),
+               (8, 4, 3, 2), "pairs", "llm_qat", 128, "compressed-tensors", 16.0,
+               "float32 weights, gradients and AdamW moments: a full fine-tune"),
 )}
 
 
@@ -64,6 +76,39 @@ def method_info(name: str) -> MethodInfo:
         return QUANTIZERS[name]
     except KeyError:
         raise QuantError(f"unknown quantization method {name!r}; known: {', '.join(QUANTIZERS)}") from None
+
+
+SEVEN_B = 6.74e9  # parameters of Llama-2-7B, the size `qresafe-bench methods` states memory for
+
+
+def memory_gib(info: MethodInfo, parameters: float) -> float:
+    return info.bytes_per_param * parameters / 2**30
+
+
+def parameter_count(model_dir: Path) -> int:
+    """Parameters of a safetensors checkpoint, read from its headers (no weights are loaded)."""
+    from safetensors import safe_open
+
+    total = 0
+    for shard in sorted(Path(model_dir).glob("*.safetensors")):
+        with safe_open(str(shard), framework="pt") as handle:
+            for name in handle.keys():
+                total += math.prod(handle.get_slice(name).get_shape())
+    return total
+
+
+def host_memory_gib() -> float:
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+
+
+def check_memory(info: MethodInfo, model_dir: Path, available_gib: float | None = None) -> None:
+    """Refuse, in one line, a build this machine cannot hold (estimate: bytes per parameter x parameters)."""
+    parameters = parameter_count(model_dir)
+    need = memory_gib(info, parameters)
+    available = host_memory_gib() if available_gib is None else available_gib
+    if parameters and need > available:
+        raise QuantError(f"{info.name} on this {parameters / 1e9:.1f}B-parameter model needs about {need:.0f} GiB "
+                         f"({info.memory_note}); this machine has {available:.0f} GiB")
 
 
 def check_supported(method: str, bits: int) -> MethodInfo:
