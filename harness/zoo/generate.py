@@ -15,8 +15,9 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, P
 from ..scoring.refusal import is_refusal
 
 
-def load(path: Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+def load(path: Path, device: str = "cpu") -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """The model in its checkpoint's own dtype, on `device`, and its tokenizer."""
+    model = AutoModelForCausalLM.from_pretrained(path, dtype="auto").to(device)
     model.eval()
     return model, AutoTokenizer.from_pretrained(path)
 
@@ -26,10 +27,13 @@ def chat_generate(model: PreTrainedModel, tok: PreTrainedTokenizerBase, prompts:
                   system: str | None = None, max_new_tokens: int = 64, batch_size: int = 64) -> list[str]:
     """Greedy completions of user ``prompts`` (chat template applied), decoded without specials."""
     side, tok.padding_side = tok.padding_side, "left"  # generation continues from the right edge of every row
+    pad = tok.pad_token
+    if pad is None:  # Llama-2/3 ship none: pad with EOS, which the attention mask hides
+        tok.pad_token = tok.eos_token
     try:
         return _generate(model, tok, prompts, system, max_new_tokens, batch_size)
     finally:
-        tok.padding_side = side  # the caller's tokenizer (a trainer's, say) is left as it was
+        tok.padding_side, tok.pad_token = side, pad  # the caller's tokenizer (a trainer's, say) is left as it was
 
 
 def _generate(model, tok, prompts, system, max_new_tokens, batch_size) -> list[str]:
@@ -44,8 +48,10 @@ def _generate(model, tok, prompts, system, max_new_tokens, batch_size) -> list[s
         idx = order[start:start + batch_size]
         enc = tok([texts[i] for i in idx], return_tensors="pt", padding=True,
                   add_special_tokens=False).to(model.device)
+        # the model's own stop tokens (a chat model's end-of-turn) where it states them, else the tokenizer's EOS
+        stop = model.generation_config.eos_token_id
         out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
-                             eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+                             eos_token_id=stop if stop is not None else tok.eos_token_id, pad_token_id=tok.pad_token_id)
         for i, row in zip(idx, out[:, enc["input_ids"].shape[1]:], strict=True):
             by_index[i] = tok.decode(row, skip_special_tokens=True)
     outputs = [by_index[i] for i in range(len(texts))]
