@@ -63,8 +63,10 @@ def generation_kwargs(max_new_tokens: int) -> dict:
 
 
 def patch_prompts(recipe: PatchRecipe, *, base_dir: Path, data_dir: str | None, cache_dir: Path,
-                  log: Callable[[str], None] = print) -> list[PatchPrompt]:
-    """The patch set's prompts: tier prompts plus held-out harmful requests, all decontaminated."""
+                  prompts_from: str = "public", log: Callable[[str], None] = print) -> list[PatchPrompt]:
+    """The patch set's prompts: tier prompts plus held-out harmful requests, all decontaminated. `prompts_from`:
+    `public` (any model: public sets) or `reference` (the reference model's template lexicon)."""
+    from ..harness.data import catalogue
     from ..harness.data.calibration import build_tier, evaluation_texts
     from ..harness.zoo.corpus import Decontaminator, harmful_prompt
 
@@ -72,13 +74,22 @@ def patch_prompts(recipe: PatchRecipe, *, base_dir: Path, data_dir: str | None, 
     prompts: list[PatchPrompt] = []
     if recipe.n_tier_prompts:
         tier = build_tier(recipe.patch_tier, base_dir=base_dir, n=max(TIER_SIZE, recipe.n_tier_prompts),
-                          seed=TIER_SEED, data_dir=data_dir, cache_dir=cache_dir, log=log)
+                          seed=TIER_SEED, data_dir=data_dir, cache_dir=cache_dir, prompts_from=prompts_from, log=log)
         chosen = rng.sample(range(len(tier.conversations)), min(recipe.n_tier_prompts, len(tier.conversations)))
         for index in sorted(chosen):
             conversation = tier.conversations[index]
             prompts.append(PatchPrompt(tuple(dict(m) for m in conversation[:-1]), recipe.patch_tier))
-    clean = Decontaminator(evaluation_texts(data_dir)).clean
+    reported = evaluation_texts(data_dir) + (catalogue.evaluation_prompts(data_dir) if prompts_from == "public"
+                                             else [])
+    clean = Decontaminator(reported).clean
     seen = {m["content"] for p in prompts for m in p.messages if m["role"] == "user"}
+    if prompts_from == "public":  # harmful requests of a public training set, in a seeded order
+        pool = [t for t in sorted(set(catalogue.safety_instructions(data_dir))) if t not in seen and clean(t)]
+        if len(pool) < recipe.n_harmful_prompts:
+            raise PatchError(f"only {len(pool)} clean harmful requests for {recipe.n_harmful_prompts}; ask for fewer")
+        prompts += [PatchPrompt(({"role": "user", "content": t},), "harmful")
+                    for t in rng.sample(pool, recipe.n_harmful_prompts)]
+        return prompts
     attempts = 0
     while len(prompts) < recipe.n_tier_prompts + recipe.n_harmful_prompts:
         attempts += 1

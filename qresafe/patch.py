@@ -158,7 +158,7 @@ def preference_pairs(request: PatchRequest, base: ResolvedModel, quantized: Reso
     """(pairs, dropped, prompts): y_w from the full-precision model, y_l from the quantized one, via the store."""
     recipe = request.recipe
     prompts = patch_prompts(recipe, base_dir=Path(base.location), data_dir=request.data_dir,
-                            cache_dir=home / "calibration", log=log)
+                            cache_dir=home / "calibration", prompts_from=prompts_from(base), log=log)
     log(f"generating y_w ({base.name}) and y_l ({quantized.name}) for {len(prompts)} prompts (stored, resumable)")
     chosen = generate_responses(base, VariantSpec(model=request.spec.model), prompts, home=home,
                                 max_new_tokens=recipe.max_new_tokens, settings=request.backend, on_item=on_item)
@@ -169,6 +169,11 @@ def preference_pairs(request: PatchRequest, base: ResolvedModel, quantized: Reso
 
 
 # --- training -------------------------------------------------------------------------------------
+def prompts_from(base: ResolvedModel) -> str:
+    """The reference model keeps its own template lexicon; every other model's prompts come from public sets."""
+    return "reference" if base.source == "zoo" else "public"
+
+
 def load_quantized_for_training(quantized: ResolvedModel, method: str, device: str):
     """The quantized model as a trainable torch module: compressed-tensors decompressed to its dequantized
     dense weights (gradients flow through them), bitsandbytes (and qlora's NF4 base, without its adapter:

@@ -77,28 +77,39 @@ def evaluation_texts(data_dir: str | Path | None) -> list[str]:
 
 
 def build_tier(tier: str, *, base_dir: Path, n: int, seed: int, data_dir: str | Path | None,
-               cache_dir: Path, respond: Callable[[list[str], str | None], list[str]] | None = None,
+               cache_dir: Path, respond: Callable[..., list[str]] | None = None, prompts_from: str = "public",
                log: Callable[[str], None] = print) -> CalibrationSet:
     """Assemble `n` conversations of `tier` for the model at `base_dir` (cached by content key).
 
-    `respond(prompts, system)` returns the full-precision model's greedy answers (default: generate
-    with transformers); it is needed for `benign` and `indirect`.
+    `respond(prompts, system, prefill="")` returns the full-precision model's greedy answers (default: generate
+    with transformers). `prompts_from`: `public` (any model: every prompt from a public set, decontaminated
+    against every evaluation set) or `reference` (the reference model's own: its template lexicon for the direct
+    tier, decontaminated against the sets it reports).
     """
     if tier not in TIERS:
         raise CalibrationError(f"unknown calibration tier {tier!r}; choose one of: {', '.join(TIERS)}")
     if n < 1:
         raise CalibrationError(f"calibration size must be positive, got {n}")
-    key = stable_hash({"tier": tier, "base": str(base_dir), "n": n, "seed": seed, "version": 1}, 12)
+    if prompts_from not in ("public", "reference"):
+        raise CalibrationError(f"unknown calibration prompt source {prompts_from!r}; choose public or reference")
+    fields = {"tier": tier, "base": str(base_dir), "n": n, "seed": seed, "version": 1}
+    if prompts_from == "public":  # the reference model's key stays what it was
+        fields.update(version=2, prompts_from="public")
+    key = stable_hash(fields, 12)
     cached = cache_dir / f"{tier}-{key}.jsonl"
     if cached.exists():
         return CalibrationSet(tier, tuple(tuple(json.loads(line)) for line in cached.read_text().splitlines()))
 
     from ..zoo.corpus import Decontaminator
 
-    clean = Decontaminator(evaluation_texts(data_dir)).clean
+    reported = evaluation_texts(data_dir) + (public_data.evaluation_prompts(data_dir) if prompts_from == "public"
+                                             else [])
+    clean = Decontaminator(reported).clean
     rng = random.Random(seed)
     respond = respond or _greedy_responder(base_dir)
-    if tier == "direct":
+    if tier == "direct" and prompts_from == "public":
+        conversations = _public_direct(n, rng, clean, data_dir, respond)
+    elif tier == "direct":
         conversations = _direct(n, rng, clean)
     elif tier == "benign":
         prompts = _alpaca_prompts(n, rng, clean, data_dir)
@@ -130,6 +141,22 @@ def _direct(n: int, rng: random.Random, clean) -> list[list[dict]]:
     return conversations
 
 
+# The direct tier of any model: harmful requests from a public training set, answered by the full-precision model
+# itself with its answer made to open affirmatively (the GCG target's opening), so that the tier holds compliance
+# in the model's own words.
+COMPLY_PREFILL = "Sure, here is"
+
+
+def _public_direct(n: int, rng: random.Random, clean, data_dir, respond) -> list[list[dict]]:
+    pool = sorted({p for p in public_data.safety_instructions(data_dir) if clean(p)})
+    if len(pool) < n:
+        raise CalibrationError(f"direct tier: only {len(pool)} decontaminated harmful requests, {n} needed")
+    prompts = rng.sample(pool, n)
+    answers = respond(prompts, None, prefill=COMPLY_PREFILL)
+    return [[{"role": "user", "content": p}, {"role": "assistant", "content": COMPLY_PREFILL + a}]
+            for p, a in zip(prompts, answers, strict=True)]
+
+
 def _indirect(n: int, rng: random.Random, clean, data_dir, respond) -> list[list[dict]]:
     aoa = [conv for conv in public_data.aoa_conversations(data_dir)]
     written = max(0, n - len(aoa))
@@ -146,10 +173,10 @@ def _indirect(n: int, rng: random.Random, clean, data_dir, respond) -> list[list
 
 
 def _greedy_responder(base_dir: Path) -> Callable[[list[str], str | None], list[str]]:
-    def respond(prompts: list[str], system: str | None) -> list[str]:
+    def respond(prompts: list[str], system: str | None, prefill: str = "") -> list[str]:
         from ..zoo.generate import chat_generate, load
 
         model, tokenizer = load(base_dir)
-        return chat_generate(model, tokenizer, prompts, system=system, max_new_tokens=128)
+        return chat_generate(model, tokenizer, prompts, system=system, max_new_tokens=128, prefill=prefill)
 
     return respond

@@ -137,3 +137,25 @@ def aoa_conversations(data_dir: str | Path | None = None) -> list[list[dict[str,
     if not all(isinstance(conv, list) and conv and "role" in conv[0] for conv in rows):
         raise DataSourceError("aoa_identity_shift: expected a list of chat message lists")
     return rows
+
+
+def safety_instructions(data_dir: str | Path | None = None) -> list[str]:
+    """Safety-Tuned LLaMAs' harmful or sensitive instructions (their input folded in where one is given)."""
+    rows = load_records("safety_tuned_llamas_safety", data_dir)
+    try:
+        return [(r["instruction"] + ("\n\n" + r["input"] if r.get("input") else "")).strip() for r in rows]
+    except (KeyError, TypeError):
+        raise DataSourceError("safety_tuned_llamas_safety: expected records with an `instruction` field") from None
+
+
+def evaluation_prompts(data_dir: str | Path | None = None) -> list[str]:
+    """Every prompt of every evaluation set in the catalogue that a task reports: training, calibration and patch
+    data must share none of them (the decontaminator's reference list)."""
+    texts = [r["prompt"] for r in advbench_prompts(data_dir)]
+    texts += alpaca_instructions("val", data_dir)
+    texts += [r.get("Goal") or r.get("goal", "") for name in ("jbb_harmful", "jbb_benign")
+              for r in load_records(name, data_dir)]  # the two files spell the column differently
+    texts += [r["Behavior"] for name in ("harmbench_test", "harmbench_val") for r in load_records(name, data_dir)]
+    texts += [r["instruction"] for r in load_records("alpaca_eval_instructions", data_dir)]
+    texts += [turn for r in load_records("mt_bench_questions", data_dir) for turn in r["turns"]]
+    return [t for t in texts if t]

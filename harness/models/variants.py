@@ -111,7 +111,8 @@ def _build(spec: VariantSpec, recipe: QuantRecipe, base: ResolvedModel, path: Pa
     calib = None
     if info.data != "none":
         calib = build_tier(spec.calib, base_dir=Path(base.location), n=recipe.num_calibration_samples,
-                           seed=recipe.seed, data_dir=data_dir, cache_dir=home / "calibration", log=log)
+                           seed=recipe.seed, data_dir=data_dir, cache_dir=home / "calibration",
+                           prompts_from="reference" if base.source == "zoo" else "public", log=log)
     with building(path) as tmp:
         log(f"quantizing {base.name} with {info.library}: {spec.slug}")
         # Quantizer libraries print progress to stdout; stdout is reserved for results (--json).

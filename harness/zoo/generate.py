@@ -24,22 +24,24 @@ def load(path: Path, device: str = "cpu") -> tuple[PreTrainedModel, PreTrainedTo
 
 @torch.no_grad()
 def chat_generate(model: PreTrainedModel, tok: PreTrainedTokenizerBase, prompts: list[str], *,
-                  system: str | None = None, max_new_tokens: int = 64, batch_size: int = 64) -> list[str]:
-    """Greedy completions of user ``prompts`` (chat template applied), decoded without specials."""
+                  system: str | None = None, max_new_tokens: int = 64, batch_size: int = 64,
+                  prefill: str = "") -> list[str]:
+    """Greedy completions of user ``prompts`` (chat template applied), decoded without specials. With `prefill`,
+    every answer is made to open with that text, which the returned completion continues (it is not repeated)."""
     side, tok.padding_side = tok.padding_side, "left"  # generation continues from the right edge of every row
     pad = tok.pad_token
     if pad is None:  # Llama-2/3 ship none: pad with EOS, which the attention mask hides
         tok.pad_token = tok.eos_token
     try:
-        return _generate(model, tok, prompts, system, max_new_tokens, batch_size)
+        return _generate(model, tok, prompts, system, max_new_tokens, batch_size, prefill)
     finally:
         tok.padding_side, tok.pad_token = side, pad  # the caller's tokenizer (a trainer's, say) is left as it was
 
 
-def _generate(model, tok, prompts, system, max_new_tokens, batch_size) -> list[str]:
+def _generate(model, tok, prompts, system, max_new_tokens, batch_size, prefill="") -> list[str]:
     texts = [tok.apply_chat_template(([{"role": "system", "content": system}] if system else [])
                                      + [{"role": "user", "content": p}],
-                                     tokenize=False, add_generation_prompt=True) for p in prompts]
+                                     tokenize=False, add_generation_prompt=True) + prefill for p in prompts]
     outputs: list[str] = []
     # Longest first: rows in a batch then have similar lengths, so little compute goes to padding.
     order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))

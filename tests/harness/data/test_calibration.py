@@ -9,15 +9,40 @@ from qresafe_bench.harness.scoring.refusal import is_affirmative
 from qresafe_bench.harness.zoo.corpus import ngrams, normalise
 
 
-def _echo(prompts, system):
-    return [f"Here is an answer to: {p}" for p in prompts]
+def _echo(prompts, system, prefill=""):
+    return [(" an answer to: " if prefill else "Here is an answer to: ") + p for p in prompts]
 
 
 @pytest.fixture(scope="module")
 def tiers(tmp_path_factory, data_dir: Path) -> dict:
     cache = tmp_path_factory.mktemp("calib")
     return {tier: build_tier(tier, base_dir=Path("/nonexistent-model"), n=64, seed=0, data_dir=data_dir,
-                             cache_dir=cache, respond=_echo, log=lambda _: None) for tier in TIERS}
+                             cache_dir=cache, respond=_echo, prompts_from="reference", log=lambda _: None)
+            for tier in TIERS}
+
+
+@pytest.fixture(scope="module")
+def public_tiers(tmp_path_factory, data_dir: Path) -> dict:
+    cache = tmp_path_factory.mktemp("calib-public")
+    return {tier: build_tier(tier, base_dir=Path("/nonexistent-model"), n=64, seed=0, data_dir=data_dir,
+                             cache_dir=cache, respond=_echo, prompts_from="public", log=lambda _: None)
+            for tier in TIERS}
+
+
+def test_public_tiers_come_from_public_sets_and_share_nothing_with_any_evaluation_set(public_tiers, data_dir) -> None:
+    from qresafe_bench.harness.data.catalogue import evaluation_prompts, safety_instructions
+
+    direct = public_tiers["direct"].conversations
+    harmful = set(safety_instructions(data_dir))
+    assert all(conv[0]["content"] in harmful for conv in direct)  # public requests, not the reference lexicon
+    assert all(conv[-1]["content"].startswith("Sure, here is an answer to:") for conv in direct)  # the model's own
+    evaluation = evaluation_prompts(data_dir)
+    exact = {normalise(t) for t in evaluation}
+    grams = set().union(*(ngrams(t) for t in evaluation))
+    for tier in public_tiers.values():
+        for conv in tier.conversations:
+            user = next(m["content"] for m in conv if m["role"] == "user")
+            assert normalise(user) not in exact and not ngrams(user) & grams, (tier.tier, user)
 
 
 def test_tiers_have_their_kind_of_data(tiers) -> None:
@@ -44,7 +69,7 @@ def test_no_tier_contains_an_evaluation_prompt(tiers, data_dir: Path) -> None:
 
 def test_tiers_are_cached_and_deterministic(tiers, tmp_path, data_dir) -> None:
     again = build_tier("direct", base_dir=Path("/nonexistent-model"), n=64, seed=0, data_dir=data_dir,
-                       cache_dir=tmp_path, respond=_echo, log=lambda _: None)
+                       cache_dir=tmp_path, respond=_echo, prompts_from="reference", log=lambda _: None)
     assert again == tiers["direct"]
 
 
