@@ -33,6 +33,9 @@ app.command("data")(data_cmd.data_command)
 app.add_typer(zoo_cmd.app, name="zoo")
 
 
+INTERRUPTED = "interrupted: finished generations are stored; run the same command to resume"
+
+
 def main() -> None:
     # tqdm reads TQDM_DISABLE when it is imported, so this must happen before any command imports
     # lm-eval or transformers; the CLI shows its own Rich progress instead of their per-batch bars.
@@ -41,6 +44,8 @@ def main() -> None:
         code = app(standalone_mode=False)
         # Without standalone mode, Click returns (does not raise) a command's `typer.Exit(code)`.
         if isinstance(code, int) and code:
+            if code == 130:  # Typer turns ^C inside a command into Exit(130), which Click returns here
+                print(INTERRUPTED, file=sys.stderr)
             sys.exit(code)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
@@ -48,7 +53,7 @@ def main() -> None:
         print("aborted", file=sys.stderr)
         sys.exit(130)
     except KeyboardInterrupt:
-        print("interrupted: finished generations are stored; run the same command to resume", file=sys.stderr)
+        print(INTERRUPTED, file=sys.stderr)
         sys.exit(130)
     except Exception as exc:  # noqa: BLE001 - the one place that turns errors into exit codes
         if hasattr(exc, "show") and isinstance(getattr(exc, "exit_code", None), int):
