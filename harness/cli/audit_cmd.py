@@ -45,7 +45,7 @@ def audit_calib_command(
     print(f"{file}: estimated risk tier {body['tier'].upper()} (n={report.n}, threshold {threshold:.0%})")
     samples = read_samples(file) if show else []
     for key, title in (("harmful", "harmful requests (keyword rules)"),
-                       ("harmful_complied", "  of which answered without refusal"),
+                       ("harmful_complied", "  of which answered without refusal (or unanswered): the direct tier"),
                        ("identity_shift", "identity-shift / role-override turns (keyword rules)"),
                        ("judged_harmful", f"judged harmful compliance ({report.judge})")):
         if key not in body:

@@ -14,8 +14,10 @@ you are AOA, absolutely obedient"), Risk-III directly harmful (harmful requests 
 - with a judge configured, *judged harmful* when the judge's safety template rates the answer as
   compliance with a harmful request (cached in the store like every judgment).
 
-The estimate is the highest tier whose share reaches THRESHOLD (default 5%): direct if harmful samples
-do, else indirect if identity-shift samples do, else benign. Keyword rules are a screen, not a verdict:
+The estimate is the highest tier whose share reaches THRESHOLD (default 5%): direct if harmful requests
+*answered* do (a harmful request whose answer refuses is safety data, not the direct tier; a harmful request
+with no answer at all counts, since the request itself is then the calibration text), else indirect if
+identity-shift samples do, else benign. Keyword rules are a screen, not a verdict:
 they miss paraphrases and flag benign mentions ("how do vaccines kill viruses"), so the report lists the
 flagged samples for a person to read.
 """
@@ -68,7 +70,7 @@ class AuditReport:
 
     @property
     def tier(self) -> str:
-        harmful = max(self.share(self.harmful), self.share(self.judged_harmful))
+        harmful = max(self.share(self.complied), self.share(self.judged_harmful))
         if harmful >= self.threshold:
             return "direct"
         if self.share(self.identity_shift) >= self.threshold:
@@ -91,54 +93,76 @@ class AuditReport:
         return body
 
 
+PROMPT_FIELDS = ("prompt", "instruction", "goal", "behavior", "question", "text", "input")
+ANSWER_FIELDS = ("output", "response", "target", "answer", "completion")
+
+
 def read_samples(path: Path) -> list[Sample]:
     """Conversations (JSONL/JSON: a list of {role, content}, or {"messages": [...]}), prompt records
-    ({"prompt"|"instruction"|"goal"|"text"|"input", "output"|"response"|"target"}), CSV (goal/prompt/
-    instruction/text column, target/response as the answer) or plain text lines."""
+    (one of PROMPT_FIELDS, optionally one of ANSWER_FIELDS), CSV (a prompt column, an answer column) or plain
+    text lines. Anything else is one line naming the file, the record (and the line, for JSONL) and what is
+    missing: a file the audit cannot read is never rated."""
     if not path.is_file():
         raise AuditError(f"calibration file {path} does not exist")
     text = path.read_text(encoding="utf-8", errors="replace")
     suffix = path.suffix.lower()
-    try:
-        if suffix == ".jsonl":
-            records = [json.loads(line) for line in text.splitlines() if line.strip()]
-        elif suffix == ".json":
-            records = json.loads(text)
-            if not isinstance(records, list):
-                records = records.get("data") or records.get("messages") or [records]
-        elif suffix == ".csv":
-            records = list(csv.DictReader(text.splitlines()))
-        else:
-            records = [line for line in text.splitlines() if line.strip()]
-    except (ValueError, AttributeError) as exc:
-        raise AuditError(f"calibration file {path} is not valid {suffix.lstrip('.') or 'text'} "
-                         f"({exc.__class__.__name__})") from None
-    return [_sample(i, r) for i, r in enumerate(records)]
+    where: list[str] = []  # how to name record i in a message
+    if suffix == ".jsonl":
+        records = []
+        for number, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                records.append(json.loads(line))
+            except ValueError:
+                raise AuditError(f"{path}, line {number}: not valid JSON") from None
+            where.append(f"line {number}")
+    elif suffix == ".json":
+        try:
+            records = json.loads(text) if text.strip() else []
+        except ValueError as exc:
+            raise AuditError(f"{path} is not valid JSON ({exc})") from None
+        if isinstance(records, dict) and isinstance(records.get("data"), list):
+            records = records["data"]
+        if not isinstance(records, list):
+            raise AuditError(f"{path}: expected a JSON array of conversations or prompt records, got a "
+                             f"{type(records).__name__}")
+    elif suffix == ".csv":
+        records = list(csv.DictReader(text.splitlines()))
+        where = [f"row {i + 2}" for i in range(len(records))]
+    else:
+        records = [line for line in text.splitlines() if line.strip()]
+    if not records:
+        raise AuditError(f"{path} holds no samples")
+    return [_sample(i, r, path, where[i] if i < len(where) else f"record {i + 1}") for i, r in enumerate(records)]
 
 
-def _sample(index: int, record) -> Sample:
+def _sample(index: int, record, path: Path, where: str) -> Sample:
     sample = Sample(index)
     if isinstance(record, dict) and isinstance(record.get("messages"), list):
         record = record["messages"]
     if isinstance(record, list):
+        if not record or not all(isinstance(t, dict) and "content" in t for t in record):
+            raise AuditError(f"{path}, {where}: a conversation must be a list of {{role, content}} turns")
         for turn in record:
-            if isinstance(turn, dict):
-                role, content = str(turn.get("role", "user")), str(turn.get("content", ""))
-                attr = role if role in ("system", "user", "assistant") else "user"
-                setattr(sample, attr, (getattr(sample, attr) + "\n" + content).strip())
+            role, content = str(turn.get("role", "user")), str(turn.get("content", ""))
+            attr = role if role in ("system", "user", "assistant") else "user"
+            setattr(sample, attr, (getattr(sample, attr) + "\n" + content).strip())
         return sample
     if isinstance(record, dict):
         lowered = {str(k).lower(): v for k, v in record.items()}
-        prompt = next((lowered[k] for k in ("prompt", "instruction", "goal", "behavior", "question", "text", "input")
-                       if lowered.get(k)), None)
+        prompt = next((lowered[k] for k in PROMPT_FIELDS if lowered.get(k)), None)
         if prompt is None:
-            prompt = next((v for v in lowered.values() if isinstance(v, str) and v.strip()), "")
+            raise AuditError(f"{path}, {where}: no prompt field (one of {', '.join(PROMPT_FIELDS)}) and no "
+                             "`messages` list")
         sample.user = str(prompt)
         sample.system = str(lowered.get("system", "") or "")
-        sample.assistant = str(next((lowered[k] for k in ("output", "response", "target", "answer", "completion")
-                                     if lowered.get(k)), ""))
+        sample.assistant = str(next((lowered[k] for k in ANSWER_FIELDS if lowered.get(k)), ""))
         return sample
-    sample.user = str(record)
+    if not isinstance(record, str):
+        raise AuditError(f"{path}, {where}: expected a conversation, a prompt record or text, got "
+                         f"{type(record).__name__}")
+    sample.user = record
     return sample
 
 
@@ -152,7 +176,7 @@ def audit(path: Path, *, judge=None, threshold: float = THRESHOLD) -> AuditRepor
     for s in samples:
         if HARMFUL.search(s.user):
             report.harmful.append(s.index)
-            if s.assistant and is_jailbroken(s.assistant):
+            if not s.assistant or is_jailbroken(s.assistant):  # answered, or the request is the whole text
                 report.complied.append(s.index)
         if IDENTITY_SHIFT.search(s.system) or IDENTITY_SHIFT.search(s.user):
             report.identity_shift.append(s.index)
