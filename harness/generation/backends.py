@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from ..core.errors import QresafeError
@@ -24,6 +25,18 @@ BACKENDS: tuple[str, ...] = ("hf", "vllm")
 
 class BackendError(QresafeError, RuntimeError):
     """A backend that cannot serve the request (one-line message; never a silent substitute)."""
+
+
+def check_weights_format(model: ResolvedModel, allow_pickle: bool) -> None:
+    """Safetensors only unless asked: a local directory that holds only pickle weights is refused before any load."""
+    path = Path(model.location)
+    if allow_pickle or not path.is_dir() or any(path.glob("*.safetensors")):
+        return
+    pickled = sorted(p.name for p in path.glob("*") if p.suffix in (".bin", ".pt", ".pth", ".ckpt"))
+    if pickled:
+        raise BackendError(f"{model.name}: {path} holds only pickle weights ({pickled[0]}); pickle can run code when "
+                           "it is loaded, so it is off by default: convert them to safetensors, or pass "
+                           "--allow-pickle if you trust the files")
 
 
 @dataclass(frozen=True)

@@ -158,6 +158,8 @@ def resolve_base(model: str, *, cache_root: Path, data_dir: str | Path | None = 
     """The unquantized model a spec names: a registry entry or a local directory."""
     if is_local_path(model) and model not in load_registry(models_file):
         path = Path(model).expanduser().resolve()
+        if not path.exists():
+            raise RegistryError(f"--model {model}: {path} does not exist")
         if not (path / "config.json").is_file():
             raise RegistryError(f"--model {model}: not a Hugging Face model directory (no config.json)")
         return ResolvedModel(name=path.name, location=str(path), source="local", dtype="auto",

@@ -21,7 +21,7 @@ from ..core.stats import rate_of
 from ..core.tasks import available_tasks, per_document_decoding, task_metadata, task_utils
 from ..data.catalogue import ALPACA_EVAL_REFERENCES, data_dir_from_env
 from ..data.catalogue import resolve as resolve_data
-from ..generation.backends import BackendSettings
+from ..generation.backends import BackendSettings, check_weights_format
 from ..models import registry
 from ..store import RunStore, stable_hash
 
@@ -140,6 +140,7 @@ def run_eval(request: EvalRequest, *, home: Path, models_file: str | None = None
     data_dir = request.data_dir or (str(env_dir) if env_dir else None)
     check_data(request.tasks, data_dir)
     model = registry.resolve(request.spec, cache_root=home, data_dir=data_dir, models_file=models_file, log=log)
+    check_weights_format(model, request.backend.allow_pickle)
     store = RunStore(home)
     key = run_key(request, model, data_dir)
     stored = store.finished(key)

@@ -106,3 +106,21 @@ def test_the_pre_quantized_checkpoint_is_used_only_with_calib_none(tmp_path) -> 
     assert pre.location == "TheBloke/Llama-2-7B-Chat-AWQ" and "publisher" in pre.provenance
     with pytest.raises(Exception, match="not built yet"):
         resolve(VariantSpec("llama2-7b", "awq", 4, "benign"), cache_root=tmp_path, build=False)
+
+
+def test_a_missing_directory_and_pickle_only_weights_are_one_line_each(run_cli, tiny_random_dir, tmp_path,
+                                                                       data_dir) -> None:
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file
+
+    code, _, err = run_cli(["eval", "--model", str(tmp_path / "nowhere"), "--data-dir", str(data_dir)])
+    assert code == 1 and "does not exist" in err and len(err.strip().splitlines()) == 1
+    pickled = tmp_path / "pickled"
+    shutil.copytree(tiny_random_dir, pickled)
+    torch.save(load_file(pickled / "model.safetensors"), pickled / "pytorch_model.bin")
+    (pickled / "model.safetensors").unlink()
+    code, _, err = run_cli(["eval", "--model", str(pickled), "--limit", "1", "--data-dir", str(data_dir)])
+    assert code == 1 and "--allow-pickle" in err and "pytorch_model.bin" in err
+    assert len(err.strip().splitlines()) == 1
