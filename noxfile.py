@@ -36,8 +36,9 @@ def _env() -> dict[str, str]:
 
 
 def _install(session: nox.Session, extras: str = "test,alpaca-eval,real-models") -> None:
-    session.install(TORCH)
-    session.install("-e", f".[{extras}]")
+    # pip's own output, so a long install (minutes on a fresh machine) is not a silent wait
+    session.install(TORCH, "--progress-bar", "off", silent=False)
+    session.install("-e", f".[{extras}]", "--progress-bar", "off", silent=False)
 
 
 @nox.session(python=PYTHON)

@@ -20,6 +20,15 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+@app.callback()
+def options(verbose: bool = typer.Option(False, "--verbose", "-v", help="Show the libraries' own progress bars and "
+                                                                       "warnings (hidden by default).")) -> None:
+    if not verbose:
+        from .quiet import quiet_third_party
+
+        quiet_third_party()
+
+
 app.command("eval")(eval_cmd.eval_command)
 app.command("quantize")(quantize_cmd.quantize_command)
 app.command("methods")(quantize_cmd.methods_command)

@@ -99,6 +99,10 @@ def eval_command(
 def results_table(results: dict) -> Table:
     spec = results["spec"]
     variant = spec["model"] if spec["quant"] == "none" else f"{spec['model']} {spec['quant']} w{spec['bits']}"
+    if spec.get("calib", "none") != "none":
+        variant += f" calib {spec['calib']}"
+    if spec.get("group_size") is not None:
+        variant += " per-channel" if spec["group_size"] == -1 else f" group {spec['group_size']}"
     if spec.get("patch", "none") != "none":
         variant += f" +{spec['patch']}"
     table = Table(title=f"{variant} — backend {results['backend']['name']}, {results['decoding']} decoding")
@@ -106,7 +110,7 @@ def results_table(results: dict) -> Table:
                             ("n", "right"), ("scorer", "left")):
         table.add_column(column, justify=justify)
     for task, body in results["tasks"].items():
-        for metric, rate in body["metrics"].items():
+        for metric, rate in sorted(body["metrics"].items()):  # one order, fresh or from the store
             table.add_row(task, metric + (f" ({rate['setting']})" if rate.get("setting") else ""),
                           *_value_cells(rate), str(rate["n"]), body["scorer"])
         if body.get("judge_unparseable"):
