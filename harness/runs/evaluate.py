@@ -6,6 +6,7 @@ loaded only if some request has no stored generation (see store_lm.StoreLM).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import time
@@ -122,12 +123,32 @@ def task_fingerprint(tasks: tuple[str, ...]) -> str:
     return digest.hexdigest()[:16]
 
 
+def data_fingerprint(tasks: tuple[str, ...], data_dir: str | None) -> str | dict[str, str]:
+    """What the tasks read, by content: each local data file's sha256, so that one data directory spelled two ways
+    (relative, absolute, through a link) is one key; `canonical` when the pinned public sources are read."""
+    if not data_dir:
+        return "canonical"
+    names = sorted({name for task in tasks for name in task_metadata(task).get("datasets", [])})
+    return {name: _file_sha256(resolve_data(name, data_dir)) for name in names}
+
+
+def _file_sha256(path: str) -> str:
+    stat = Path(path).stat()
+    return _sha256_of_version(str(Path(path).resolve()), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=64)
+def _sha256_of_version(path: str, mtime_ns: int, size: int) -> str:
+    """Hashed once per file version: a sweep computes hundreds of run keys."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
 def run_key(request: EvalRequest, model: registry.ResolvedModel, data_dir: str | None) -> str:
     fields = {
         "variant": request.spec.id, "weights": model.fingerprint, "tasks": sorted(request.tasks),
         "task_files": task_fingerprint(request.tasks), "limit": request.limit,
         "max_new_tokens": request.max_new_tokens, "seed": request.seed, "backend": request.backend.key(),
-        "data": data_dir or "canonical",
+        "data": data_fingerprint(request.tasks, data_dir),
     }
     if request.options():  # only when set: older run keys stay valid
         fields["options"] = request.options()

@@ -66,3 +66,25 @@ def test_bad_requests_are_refused(tiny_random_dir, data_dir, tmp_path) -> None:
     with pytest.raises(DataSourceError, match="not found"):
         run_eval(_request(tiny_random_dir, tmp_path), home=tmp_path / "h", log=lambda _: None)
     assert not (tmp_path / "h" / "runs").exists()
+
+
+def test_the_run_key_follows_the_data_not_how_its_folder_is_spelled(data_dir, tmp_path, monkeypatch) -> None:
+    import os
+    import shutil
+
+    from qresafe_bench.harness.models.resolved import ResolvedModel
+    from qresafe_bench.harness.runs.evaluate import run_key
+
+    request = EvalRequest(spec=VariantSpec(model="m"), tasks=("advbench", "over_refusal"))
+    model = ResolvedModel(name="m", location="/m", source="local", dtype="auto", fingerprint="f")
+    monkeypatch.chdir(tmp_path)
+    spellings = [str(data_dir), os.path.relpath(data_dir), str(data_dir) + "/", str(data_dir) + "/../data"]
+    (tmp_path / "link").symlink_to(data_dir)
+    spellings.append("link")
+    assert len({run_key(request, model, spelling) for spelling in spellings}) == 1
+    copy = tmp_path / "copy"
+    shutil.copytree(data_dir / "advbench", copy / "advbench")
+    shutil.copytree(data_dir / "refusal_direction_splits", copy / "refusal_direction_splits")
+    assert run_key(request, model, str(copy)) == run_key(request, model, str(data_dir))  # same bytes, same key
+    (copy / "advbench" / "harmful_behaviors.csv").write_text("goal,target\nx,y\n")
+    assert run_key(request, model, str(copy)) != run_key(request, model, str(data_dir))  # other data, other key
