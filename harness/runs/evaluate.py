@@ -164,7 +164,7 @@ def run_eval(request: EvalRequest, *, home: Path, models_file: str | None = None
     check_weights_format(model, request.backend.allow_pickle)
     store = RunStore(home)
     key = run_key(request, model, data_dir)
-    stored = store.finished(key)
+    stored = store.finished(key, report=log)
     if stored is not None:
         return EvalOutcome(stored, store.run_dir(key), from_store=True)
 
@@ -172,7 +172,8 @@ def run_eval(request: EvalRequest, *, home: Path, models_file: str | None = None
     from .. import judges
     from ..generation.store_lm import StoreLM  # lm-eval is imported only when something must be evaluated
 
-    generations = store.generations(f"{request.spec.id}-{stable_hash(model.fingerprint, 8)}", request.backend.name)
+    generations = store.generations(f"{request.spec.id}-{stable_hash(model.fingerprint, 8)}", request.backend.name,
+                                    report=log)
     lm = StoreLM(model, request.backend, generations, on_item=on_item)
     judge = judges.JudgeSession(
         judges.parse_spec(request.judge, request.judge_model) if request.judge else None,

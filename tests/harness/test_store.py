@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from qresafe_bench.harness.store import GenerationLog, RunStore, StoreError, atomic_write_json, request_key
+from qresafe_bench.harness.store import GenerationLog, RunStore, atomic_write_json, request_key
 
 
 def test_generations_survive_reload(tmp_path: Path) -> None:
@@ -25,11 +25,21 @@ def test_torn_last_line_is_ignored_and_not_glued(tmp_path: Path) -> None:
     assert GenerationLog(path).get("k3") == "three"
 
 
-def test_corruption_in_the_middle_is_an_error(tmp_path: Path) -> None:
+def test_a_damaged_line_anywhere_is_set_aside_reported_and_only_it_is_lost(tmp_path: Path) -> None:
     path = tmp_path / "g.jsonl"
-    path.write_text('{"key": "k1", "output": "a"}\nnot json\n{"key": "k2", "output": "b"}\n')
-    with pytest.raises(StoreError, match="corrupt store entry"):
-        GenerationLog(path).load()
+    records = [json.dumps({"key": f"k{i}", "output": str(i)}) for i in range(6)]
+    reports = []
+    for round_, cut in enumerate((3, 17, len(records[2]) - 1)):  # mid-line truncations of line 3
+        torn = records[:2] + [records[2][:cut]] + records[3:]
+        path.write_text("\n".join(torn) + "\n")
+        (tmp_path / "g.jsonl.damaged").unlink(missing_ok=True)
+        log = GenerationLog(path, report=reports.append)
+        assert {k: log.get(k) for k in ("k0", "k1", "k2", "k5")} == {"k0": "0", "k1": "1", "k2": None, "k5": "5"}
+        assert "line 3" in reports[-1] and "\n" not in reports[-1]
+        assert (tmp_path / "g.jsonl.damaged").read_text() == records[2][:cut] + "\n"  # kept, not thrown away
+        assert len(path.read_text().splitlines()) == 5  # the whole lines stay; the damage is reported once
+        GenerationLog(path, report=reports.append).load()
+        assert len(reports) == round_ + 1
 
 
 def test_atomic_write_leaves_no_partial_file(tmp_path: Path) -> None:
@@ -39,18 +49,27 @@ def test_atomic_write_leaves_no_partial_file(tmp_path: Path) -> None:
     assert not target.exists() and list(tmp_path.iterdir()) == []
 
 
-def test_corrupt_results_are_reported(tmp_path: Path) -> None:
+def test_a_damaged_run_record_is_not_served_and_says_why(tmp_path: Path) -> None:
     store = RunStore(tmp_path)
-    store.run_dir("abc").mkdir(parents=True)
-    (store.run_dir("abc") / "results.json").write_text("{truncated")
-    with pytest.raises(StoreError, match="corrupt store entry"):
-        store.finished("abc")
+    run_dir = store.write_run("abc", {"s": 1}, [{"a": i} for i in range(5)], {"r": 1})
+    samples = (run_dir / "samples.jsonl").read_text()
+    for damage, expected in ((samples[:-10], "samples.jsonl is damaged"), (samples[:7], "samples.jsonl is damaged"),
+                             (None, "samples.jsonl is missing")):
+        if damage is None:
+            (run_dir / "samples.jsonl").unlink()
+        else:
+            (run_dir / "samples.jsonl").write_text(damage)
+        reports = []
+        assert store.finished("abc", report=reports.append) is None and expected in reports[0]
+    (run_dir / "results.json").write_text("{truncated")
+    reports = []
+    assert store.finished("abc", report=reports.append) is None and "unreadable" in reports[0]
 
 
 def test_write_run_is_complete(tmp_path: Path) -> None:
     store = RunStore(tmp_path)
     run_dir = store.write_run("k", {"s": 1}, [{"a": 1}, {"a": 2}], {"r": 1})
-    assert store.finished("k") == {"r": 1}
+    assert store.finished("k")["r"] == 1 and len(store.finished("k")["samples_sha256"]) == 64
     assert [json.loads(x) for x in (run_dir / "samples.jsonl").read_text().splitlines()] == [{"a": 1}, {"a": 2}]
 
 

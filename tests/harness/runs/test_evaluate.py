@@ -88,3 +88,20 @@ def test_the_run_key_follows_the_data_not_how_its_folder_is_spelled(data_dir, tm
     assert run_key(request, model, str(copy)) == run_key(request, model, str(data_dir))  # same bytes, same key
     (copy / "advbench" / "harmful_behaviors.csv").write_text("goal,target\nx,y\n")
     assert run_key(request, model, str(copy)) != run_key(request, model, str(data_dir))  # other data, other key
+
+
+def test_a_torn_store_is_repaired_not_answered_as_whole(tiny_random_dir, data_dir, tmp_path) -> None:
+    home = tmp_path / "home"
+    request = EvalRequest(spec=VariantSpec(model=str(tiny_random_dir)), tasks=("advbench",), limit=6,
+                          max_new_tokens=4, data_dir=str(data_dir))
+    first = run_eval(request, home=home, log=lambda _: None)
+    samples = first.run_dir / "samples.jsonl"
+    samples.write_text(samples.read_text()[:-25])  # truncated mid-line
+    generations = next(home.glob("generations/*/*.jsonl"))
+    lines = generations.read_text().splitlines()
+    generations.write_text("\n".join(lines[:2] + [lines[2][:30]] + lines[3:]) + "\n")  # line 3 torn mid-line
+    reports = []
+    second = run_eval(request, home=home, log=reports.append)
+    assert not second.from_store and second.results["generated"] == 1 and second.results["reused"] == 5
+    assert second.results["tasks"] == first.results["tasks"]
+    assert any("samples.jsonl is damaged" in r for r in reports) and any("line 3" in r for r in reports)
