@@ -69,6 +69,12 @@ def paired(first: Run, second: Run, task: str = SAFETY[0], metric: str = SAFETY[
             "to_unsafe_prompts": [flip(d) for d in up], "to_safe_prompts": [flip(d) for d in down]}
 
 
+def paired_delta_pp(flips: dict) -> float | None:
+    """The change in rate, in points, on the documents both runs scored: (became unsafe - became safe) / n."""
+    n = flips["n_paired"]
+    return 100 * (flips["to_unsafe"] - flips["to_safe"]) / n if n else None
+
+
 def _rate(run: Run | None, task: str, metric: str) -> dict | None:
     if run is None:
         return None
@@ -116,12 +122,17 @@ def build_board(home: Path, model: str, *, patch: str | None = None, prompt_text
             "utility_after": _rate(after_tasks.get(utility[0]), *utility[:2]),
             "run_before": before.key, "run_after": after.key if after else None,
         }
+        # Every before/after difference is paired: on the prompts both sides scored, with that n.
         if after is not None:
-            row["delta_pp"] = 100 * (row["asr_after"]["value"] - row["asr_before"]["value"])
             row["patch_flips"] = paired(before, after, prompt_text=prompt_text)
+            row["delta_pp"] = paired_delta_pp(row["patch_flips"])
         if base_run is not None:
-            row["delta_vs_fp16_pp"] = 100 * (row["asr_before"]["value"] - base_run.rate(*SAFETY)["value"])
             row["quant_flips"] = paired(base_run, before, prompt_text=prompt_text)
+            row["delta_vs_fp16_pp"] = paired_delta_pp(row["quant_flips"])
+            if row["asr_before"]["n"] != base_run.rate(*SAFETY)["n"]:
+                row["n_note"] = (f"n={row['asr_before']['n']} against the full-precision n="
+                                 f"{base_run.rate(*SAFETY)['n']}: Δ on the {row['quant_flips']['n_paired']} shared "
+                                 "prompts")
         rows.append(row)
     rows.sort(key=lambda r: (_order(METHOD_ORDER, r["method"]), -r["bits"], _group_order(r["group_size"]),
                              _order(TIER_ORDER, r["tier"])))
@@ -175,6 +186,10 @@ def fmt_rate(rate: dict | None) -> str:
             f"n={rate['n']}")
 
 
+def fmt_pp(delta: float | None) -> str:
+    return "—" if delta is None else f"{delta:+.1f}"
+
+
 def fmt_p(p: float | None) -> str:
     if p is None:
         return ""
@@ -223,7 +238,7 @@ def render_markdown(board: dict, paper: dict | None = None) -> str:
             if row is None:
                 cells += ["", "", "", ""]
                 continue
-            delta = (f"{row['delta_pp']:+.1f} [{fmt_p(row['patch_flips']['p_mcnemar'])}]"
+            delta = (f"{fmt_pp(row['delta_pp'])} [{fmt_p(row['patch_flips']['p_mcnemar'])}]"
                      if "delta_pp" in row else "not patched")
             cells += [fmt_rate(row["asr_before"]), fmt_rate(row["asr_after"]), delta,
                       f"{_pct(row['utility_before'])} → {_pct(row['utility_after'])}"]
@@ -232,16 +247,19 @@ def render_markdown(board: dict, paper: dict | None = None) -> str:
             "Quantization: prompts the full-precision model refused and the quantized one answered (broke), and the "
             "reverse (fixed). Patch: prompts the quantized model answered and the patched one refuses (fixed), and "
             "the reverse (broke). p: exact McNemar on the paired outcomes.", "",
-            "| variant | tier | Δ vs fp16 pp | quantization broke | quantization fixed | p (quant vs fp16) | "
-            "patch fixed | patch broke | p (patch) |", "|---|---|---|---|---|---|---|---|---|"]
+            "| variant | tier | Δ vs fp16 pp (paired n) | quantization broke | quantization fixed | "
+            "p (quant vs fp16) | patch fixed | patch broke | p (patch) |", "|---|---|---|---|---|---|---|---|---|"]
     for row in board["rows"]:
         q, p = row.get("quant_flips"), row.get("patch_flips")
         out.append("| " + " | ".join([
             row_label(row), row["tier"],
-            f"{row['delta_vs_fp16_pp']:+.1f}" if "delta_vs_fp16_pp" in row else "—",
+            f"{fmt_pp(row['delta_vs_fp16_pp'])} (n={q['n_paired']})" if q else "—",
             str(q["to_unsafe"]) if q else "—", str(q["to_safe"]) if q else "—", fmt_p(q["p_mcnemar"]) if q else "—",
             str(p["to_safe"]) if p else "—", str(p["to_unsafe"]) if p else "—", fmt_p(p["p_mcnemar"]) if p else "—",
         ]) + " |")
+    notes = [f"- {row_label(row)} {row['tier']}: {row['n_note']}" for row in board["rows"] if "n_note" in row]
+    if notes:
+        out += ["", "Rows evaluated on another number of prompts than the full-precision run:", *notes]
     listed = [(row, kind, flips) for row in board["rows"] for kind, flips in
               (("broken by quantization", (row.get("quant_flips") or {}).get("to_unsafe_prompts")),
                ("fixed by the patch", (row.get("patch_flips") or {}).get("to_safe_prompts")),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from html import escape
 
-from .board import TIER_TITLES, fmt_p, fmt_rate, meta_lines, pivot, row_label, short_value
+from .board import TIER_TITLES, fmt_p, fmt_pp, fmt_rate, meta_lines, pivot, row_label, short_value
 from .paper import BANNER
 
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf", "#7f7f7f",
@@ -51,8 +51,9 @@ def render_html(board: dict, paper: dict | None = None) -> str:
                 cells.append("<td></td>" * 4)
                 continue
             if "delta_pp" in row:
-                cls = "up" if row["delta_pp"] > 0 else "down"
-                delta = f"<span class='{cls}'>{row['delta_pp']:+.1f}</span> [{fmt_p(row['patch_flips']['p_mcnemar'])}]"
+                cls = "up" if (row["delta_pp"] or 0) > 0 else "down"
+                delta = (f"<span class='{cls}'>{fmt_pp(row['delta_pp'])}</span> "
+                         f"[{fmt_p(row['patch_flips']['p_mcnemar'])}]")
             else:
                 delta = "not patched"
             utility = " → ".join("—" if not r else short_value(r)
@@ -69,16 +70,21 @@ def render_html(board: dict, paper: dict | None = None) -> str:
     parts.append("</div>")
     # flips
     parts.append("<h2>Per-prompt flips and paired tests (beyond the paper)</h2><table><tr><th>variant</th><th>tier</th>"
-                 "<th>Δ vs fp16 pp</th><th>quantization broke</th><th>quantization fixed</th><th>p (quant)</th>"
-                 "<th>patch fixed</th><th>patch broke</th><th>p (patch)</th></tr>")
+                 "<th>Δ vs fp16 pp (paired n)</th><th>quantization broke</th><th>quantization fixed</th>"
+                 "<th>p (quant)</th><th>patch fixed</th><th>patch broke</th><th>p (patch)</th></tr>")
     for row in board["rows"]:
         q, p = row.get("quant_flips"), row.get("patch_flips")
         vals = [row_label(row), row["tier"],
-                f"{row['delta_vs_fp16_pp']:+.1f}" if "delta_vs_fp16_pp" in row else "—",
+                f"{fmt_pp(row['delta_vs_fp16_pp'])} (n={q['n_paired']})" if q else "—",
                 q["to_unsafe"] if q else "—", q["to_safe"] if q else "—", fmt_p(q["p_mcnemar"]) if q else "—",
                 p["to_safe"] if p else "—", p["to_unsafe"] if p else "—", fmt_p(p["p_mcnemar"]) if p else "—"]
         parts.append("<tr>" + "".join(f"<td>{escape(str(v))}</td>" for v in vals) + "</tr>")
     parts.append("</table>")
+    notes = [f"<li>{escape(row_label(row))} {escape(row['tier'])}: {escape(row['n_note'])}</li>"
+             for row in board["rows"] if "n_note" in row]
+    if notes:
+        parts.append("<p>Rows evaluated on another number of prompts than the full-precision run:</p><ul>"
+                     + "".join(notes) + "</ul>")
     if paper:
         parts.append(render_paper_html(paper))
     parts.append("</body></html>")

@@ -200,3 +200,17 @@ def test_publishing_drops_prompt_text_keeps_indices(store: Path) -> None:
     assert "document index" in board["prompt_text"]
     md = render_markdown(board)
     assert "#30" in md and "harmful request 30" not in md
+
+
+def test_differences_are_paired_on_the_prompts_both_sides_scored(tmp_path: Path) -> None:
+    """fp16 over 40 prompts (0-3 unsafe); a variant run on the first 10 only (0-3 unsafe too): the unpaired
+    difference would be 40% - 10% = +30 points; on the shared 10 prompts it is 0, with that n said."""
+    home = tmp_path / "store"
+    _write(home, VariantSpec("m"), _flags({0, 1, 2, 3}))
+    _write(home, VariantSpec("m", "rtn", 4, group_size=-1), [1, 1, 1, 1] + [0] * 6, limit=10)
+    board = build_board(home, "m")
+    row = board["rows"][0]
+    assert row["asr_before"]["value"] == 0.4 and row["quant_flips"]["n_paired"] == 10
+    assert row["delta_vs_fp16_pp"] == 0.0 and "n=10 against the full-precision n=40" in row["n_note"]
+    text = render_markdown(board)
+    assert "+0.0 (n=10)" in text and "another number of prompts" in text
