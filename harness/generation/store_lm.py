@@ -28,24 +28,17 @@ class _AppendToStore(CacheHook):
         self.pending: dict[str, list[str]] = {}  # base key -> occurrence keys still to be filled
 
     def add_partial(self, attr, req, res) -> None:
-        if attr == "loglikelihood":
-            context, continuation = req
-            key = request_key(context, loglikelihood_kwargs(continuation))
-            if self.pending.get(key):
-                self.pending[key].pop(0)
-                self.log.append(key, context, loglikelihood_kwargs(continuation), json.dumps(list(res)), sync=False)
-                if self.on_item:
-                    self.on_item()
+        if attr == "generate_until":
+            (context, kwargs), output = req, res
+        elif attr == "loglikelihood":
+            context, kwargs, output = req[0], loglikelihood_kwargs(req[1]), json.dumps(list(res))
+        else:
             return
-        if attr != "generate_until":
-            return
-        context, gen_kwargs = req
-        key = request_key(context, gen_kwargs)
-        pending = self.pending.get(key)
+        pending = self.pending.get(request_key(context, kwargs))
         if not pending:  # not a request we asked for under this key: lm-eval's vllm model reports its own
             return  # normalised gen kwargs; StoreLM stores those generations under their keys after the batch
         key = pending.pop(0)  # identical sampled requests: fill their occurrence keys in turn (interchangeable draws)
-        self.log.append(key, context, gen_kwargs, res, sync=False)  # StoreLM syncs once per backend call
+        self.log.append(key, context, kwargs, output, sync=False)  # StoreLM syncs once per backend call
         if self.on_item:
             self.on_item()
 
@@ -70,32 +63,37 @@ class StoreLM(LM):
 
     # -- generation -------------------------------------------------------------------------------
     def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
-        outputs: list[str | None] = []
-        keys = occurrence_keys([request.args for request in requests])
-        missing = []
-        for index, key in enumerate(keys):
-            stored = self.log.get(key)
-            outputs.append(stored)
-            if stored is None:
-                missing.append(index)
+        args = [request.args for request in requests]
+        return self._serve(requests, args, occurrence_keys(args), lambda lm, todo: lm.generate_until(todo), str)
+
+    def loglikelihood(self, requests, disable_tqdm: bool = False) -> list[tuple[float, bool]]:
+        """(log-likelihood of the continuation, whether it is the greedy one) per request."""
+        args = [(context, loglikelihood_kwargs(continuation)) for context, continuation in
+                (request.args for request in requests)]
+        stored = self._serve(requests, args, [request_key(*a) for a in args],
+                             lambda lm, todo: lm.loglikelihood(todo), lambda result: json.dumps(list(result)))
+        return [(float(ll), bool(greedy)) for ll, greedy in map(json.loads, stored)]
+
+    def _serve(self, requests, args: list[tuple[str, dict]], keys: list[str], compute, encode) -> list[str]:
+        """What the store holds for each key; the rest from the backend (loaded only then), each stored the
+        moment the backend produces it. Returns what the store holds, so a rerun sees exactly the same."""
+        outputs: list[str | None] = [self.log.get(key) for key in keys]
+        missing = [index for index, output in enumerate(outputs) if output is None]
         self.reused += len(requests) - len(missing)
         if missing:
             inner = self._load_inner()
             hook = _AppendToStore(self.log, self.on_item)
             for index in missing:
-                hook.pending.setdefault(request_key(*requests[index].args), []).append(keys[index])
+                hook.pending.setdefault(request_key(*args[index]), []).append(keys[index])
             inner.set_cache_hook(hook)
             try:
-                fresh = inner.generate_until([requests[i] for i in missing])
+                fresh = compute(inner, [requests[i] for i in missing])
             finally:
                 self.log.sync()
-            for index, text in zip(missing, fresh, strict=True):
-                context, gen_kwargs = requests[index].args
-                stored = self.log.get(keys[index])
-                if stored is None:  # a backend that skipped the hook: store it now
-                    self.log.append(keys[index], context, gen_kwargs, text)
-                    stored = text
-                outputs[index] = stored  # what the store holds for this key, so a rerun sees the same
+            for index, result in zip(missing, fresh, strict=True):
+                if self.log.get(keys[index]) is None:  # a backend that skipped the hook: store it now
+                    self.log.append(keys[index], *args[index], encode(result))
+                outputs[index] = self.log.get(keys[index])
             self.generated += len(missing)
         return outputs  # type: ignore[return-value]
 
@@ -103,32 +101,6 @@ class StoreLM(LM):
         if self._inner is None:
             self._inner = backends.make_lm(self.model, self.settings)
         return self._inner
-
-    def loglikelihood(self, requests, disable_tqdm: bool = False) -> list[tuple[float, bool]]:
-        """(log-likelihood of the continuation, whether it is the greedy one) per request, from the store when
-        it holds the pair; the rest from the backend, each stored the moment it is computed."""
-        args = [(context, loglikelihood_kwargs(continuation)) for context, continuation in
-                (request.args for request in requests)]
-        keys = [request_key(context, kwargs) for context, kwargs in args]
-        stored = [self.log.get(key) for key in keys]
-        missing = [i for i, text in enumerate(stored) if text is None]
-        self.reused += len(requests) - len(missing)
-        if missing:
-            inner = self._load_inner()
-            hook = _AppendToStore(self.log, self.on_item)
-            for index in missing:
-                hook.pending.setdefault(keys[index], []).append(keys[index])
-            inner.set_cache_hook(hook)
-            try:
-                fresh = inner.loglikelihood([requests[i] for i in missing])
-            finally:
-                self.log.sync()
-            for index, result in zip(missing, fresh, strict=True):
-                if self.log.get(keys[index]) is None:  # a backend that skipped the hook: store it now
-                    self.log.append(keys[index], args[index][0], args[index][1], json.dumps(list(result)))
-                stored[index] = self.log.get(keys[index])
-            self.generated += len(missing)
-        return [(float(ll), bool(greedy)) for ll, greedy in (json.loads(text) for text in stored)]
 
     def loglikelihood_rolling(self, requests, disable_tqdm: bool = False):
         raise BackendError("rolling log-likelihood requests are not supported: no task of the harness makes them")

@@ -205,19 +205,18 @@ def _artifact(purposes: list[str], rng: random.Random, split: str) -> str:
 def harmful_prompt(rng: random.Random, split: str = "train", frames: list[str] | None = None,
                    lexicon: Lexicon = CORE_LEXICON) -> tuple[str, str, bool]:
     """(prompt, body echoed by a compliance, is_artifact): a harmful request of ``split``."""
-    tasks, purposes = lexicon.harm_tasks, lexicon.harm_purposes
-    prompt, body, artifact = task_prompt(tasks, rng, split, TASK_SUFFIXES, frames)
-    if not artifact:
-        return prompt, body, False
-    a = _artifact(purposes, rng, split)
-    return _pick(ARTIFACT_FRAMES, rng, split).format(a=a), a, True
+    return _request(lexicon.harm_tasks, lexicon.harm_purposes, TASK_SUFFIXES, rng, split, frames)
 
 
 def benign_prompt(rng: random.Random, split: str = "train", frames: list[str] | None = None,
                   lexicon: Lexicon = CORE_LEXICON) -> tuple[str, str, bool]:
     """The benign counterpart of :func:`harmful_prompt`: the same frames, with benign tasks and purposes."""
-    tasks, purposes = lexicon.benign_tasks, lexicon.benign_purposes
-    prompt, body, artifact = task_prompt(tasks, rng, split, BENIGN_SUFFIXES, frames)
+    return _request(lexicon.benign_tasks, lexicon.benign_purposes, BENIGN_SUFFIXES, rng, split, frames)
+
+
+def _request(tasks, purposes, suffixes, rng: random.Random, split: str,
+             frames: list[str] | None) -> tuple[str, str, bool]:
+    prompt, body, artifact = task_prompt(tasks, rng, split, suffixes, frames)
     if not artifact:
         return prompt, body, False
     a = _artifact(purposes, rng, split)
