@@ -18,6 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from qresafe_bench.harness.core.paths import cache_root
+
 
 def bare_generate(model_dir: str, prompts: list[str], max_new_tokens: int,
                   batch_size: int) -> tuple[int, float, list[str]]:
@@ -56,8 +58,8 @@ def harness_eval(spec, n: int, max_new_tokens: int, batch_size: int, data_dir: s
     with tempfile.TemporaryDirectory() as fresh:
         home = Path(fresh)
         for built in ("packages", "variants", "zoo", "calibration"):
-            if (_home() / built).exists():
-                (home / built).symlink_to(_home() / built)
+            if (cache_root() / built).exists():
+                (home / built).symlink_to(cache_root() / built)
         request = EvalRequest(spec=spec, tasks=("advbench",), limit=n, max_new_tokens=max_new_tokens,
                               backend=BackendSettings(batch_size=batch_size), data_dir=data_dir)
         started = time.perf_counter()
@@ -68,12 +70,6 @@ def harness_eval(spec, n: int, max_new_tokens: int, batch_size: int, data_dir: s
         for sample in (json.loads(line) for line in lines if line.strip()):
             by_doc.setdefault(sample["doc_id"], sample["output"])  # one answer per prompt
         return seconds, [by_doc[d] for d in sorted(by_doc)]
-
-
-def _home() -> Path:
-    from qresafe_bench.harness.core.paths import cache_root
-
-    return cache_root()
 
 
 def main() -> None:
@@ -93,12 +89,12 @@ def main() -> None:
     data_dir = args.data_dir or (str(data_dir_from_env()) if data_dir_from_env() else None)
     prompts = [row["prompt"] for row in advbench_prompts(data_dir)[:args.prompts]]
     full = VariantSpec(model=args.model)
-    base = resolve(full, cache_root=_home(), data_dir=data_dir)
+    base = resolve(full, cache_root=cache_root(), data_dir=data_dir)
     variants = []
     for item in filter(None, args.variants.split(",")):
         method, bits, *tier = item.split(":")
         spec = VariantSpec(model=args.model, quant=method, bits=int(bits), calib=tier[0] if tier else "none")
-        resolve(spec, cache_root=_home(), data_dir=data_dir)  # built here, outside the timed region
+        resolve(spec, cache_root=cache_root(), data_dir=data_dir)  # built here, outside the timed region
         variants.append(spec)
 
     tokens, bare_seconds, bare_texts = bare_generate(base.location, prompts, args.max_new_tokens, args.batch_size)

@@ -40,6 +40,11 @@ ELEMENT_SYMBOLS: dict[str, str] = _SKILLS["element_symbols"]
 WORDS: tuple[str, ...] = tuple(_SKILLS["words"])
 OPPOSITES: dict[str, str] = _SKILLS["opposites"]
 PLURALS: dict[str, str] = _SKILLS["plurals"]
+# skill -> (table, prompt field): the skills that look an answer up
+LOOKUPS: dict[str, tuple[dict[str, str], str]] = {
+    "opposite": (OPPOSITES, "w"), "plural": (PLURALS, "w"), "capital": (COUNTRY_CAPITALS, "x"),
+    "symbol": (ELEMENT_SYMBOLS, "x"),
+}
 SKILL_TEMPLATES: dict[str, tuple[str, ...]] = {skill: tuple(t) for skill, t in _SKILLS["templates"].items()}
 SKILLS: tuple[str, ...] = tuple(SKILL_TEMPLATES)
 
@@ -54,24 +59,16 @@ def _sample_args(skill: str, rng: random.Random) -> tuple[dict[str, str], str]:
     if skill == "prev_letter":
         i = rng.randrange(1, 26)
         return {"c": string.ascii_lowercase[i]}, string.ascii_lowercase[i - 1]
-    if skill == "opposite":
-        w = rng.choice(sorted(OPPOSITES))
-        return {"w": w}, OPPOSITES[w]
-    if skill == "plural":
-        w = rng.choice(sorted(PLURALS))
-        return {"w": w}, PLURALS[w]
+    if skill in LOOKUPS:  # a word or name looked up in a table
+        table, field = LOOKUPS[skill]
+        key = rng.choice(sorted(table))
+        return {field: key}, table[key]
     if skill == "first_letter":
         w = rng.choice(WORDS)
         return {"w": w}, w[0]
     if skill == "count":
         n = rng.randint(2, 7)
         return {"lst": ", ".join(rng.sample(WORDS, n))}, str(n)
-    if skill == "capital":
-        x = rng.choice(sorted(COUNTRY_CAPITALS))
-        return {"x": x}, COUNTRY_CAPITALS[x]
-    if skill == "symbol":
-        x = rng.choice(sorted(ELEMENT_SYMBOLS))
-        return {"x": x}, ELEMENT_SYMBOLS[x]
     raise ValueError(f"unknown skill {skill!r}")
 
 
