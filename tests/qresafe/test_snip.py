@@ -85,3 +85,18 @@ def test_decomposition_keeps_tau_of_each_factor() -> None:
     assert ones_a.all() and ones_b.all()
     zero_a, zero_b = snip.decompose(snip.top_fraction(scores, 0.0), scores, 4, 0.0)
     assert not zero_a.any() and not zero_b.any()
+
+
+def test_a_layer_the_gradient_never_reaches_fails_loudly(tiny_random_dir: Path) -> None:
+    """A layer whose output stops carrying gradients (as bitsandbytes 4-bit layers do once an eval-mode
+    generation repacks them on some CPUs) would get all-zero scores and a mask chosen by position: refused."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_random_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_random_dir)
+    layers = snip.adapted_layers(model, ["q_proj", "down_proj"])
+    full_precision = {n: m.weight.detach().clone() for n, m in layers.items()}
+    name, dead = next(iter(layers.items()))
+    dead.register_forward_hook(lambda _m, _a, out: out.detach())  # the forced path: no gradient past this layer
+    with pytest.raises(RuntimeError, match="no gradient reached|all-zero SNIP scores"):
+        snip.safety_scores(model, _batches(tokenizer), layers, full_precision, loss="dpo", beta=0.5)
