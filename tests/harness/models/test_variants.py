@@ -59,9 +59,13 @@ def test_default_calibration_tier() -> None:
     assert default_calib("rtn") == "none" and default_calib("bnb-nf4") == "none"
 
 
-def test_hub_models_need_local_weights_to_quantize(tmp_path: Path) -> None:
-    with pytest.raises(QuantError, match="needs its weights locally"):
+def test_hub_models_are_quantized_from_a_hub_snapshot_never_without_one(tmp_path: Path, monkeypatch) -> None:
+    from qresafe_bench.harness.models.resolved import RegistryError
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # the snapshot must come from the local cache, which lacks it
+    with pytest.raises(RegistryError, match="gemma-7b: google/gemma-7b-it is not in the local Hugging Face cache"):
         registry.resolve(VariantSpec(model="gemma-7b", quant="rtn", bits=4), cache_root=tmp_path, log=lambda _: None)
+    assert not (tmp_path / "variants").exists()
 
 
 def test_prequantized_checkpoint_is_used_when_asked(tmp_path: Path) -> None:
