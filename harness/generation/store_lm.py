@@ -64,14 +64,14 @@ class StoreLM(LM):
     # -- generation -------------------------------------------------------------------------------
     def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
         args = [request.args for request in requests]
-        return self._serve(requests, args, occurrence_keys(args), lambda lm, todo: lm.generate_until(todo), str)
+        return self._serve(requests, args, occurrence_keys(args), lambda lm, pending: lm.generate_until(pending), str)
 
     def loglikelihood(self, requests, disable_tqdm: bool = False) -> list[tuple[float, bool]]:
         """(log-likelihood of the continuation, whether it is the greedy one) per request."""
         args = [(context, loglikelihood_kwargs(continuation)) for context, continuation in
                 (request.args for request in requests)]
         stored = self._serve(requests, args, [request_key(*a) for a in args],
-                             lambda lm, todo: lm.loglikelihood(todo), lambda result: json.dumps(list(result)))
+                             lambda lm, pending: lm.loglikelihood(pending), lambda result: json.dumps(list(result)))
         return [(float(ll), bool(greedy)) for ll, greedy in map(json.loads, stored)]
 
     def _serve(self, requests, args: list[tuple[str, dict]], keys: list[str], compute, encode) -> list[str]:
