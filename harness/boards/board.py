@@ -142,7 +142,10 @@ def build_board(home: Path, model: str, *, patch: str | None = None, prompt_text
         "patch": patch,
         "patch_labels_stored": sorted(set(labels)),
         "store": str(home),
-        "meta": {**describe(any_run), "utility": utility[2]},
+        "meta": {**describe(any_run), "utility": utility[2],
+                 # the full-precision run's weights: a zoo or package folder's name is its build
+                 "build": Path(base_run.results["model"]["location"]).name
+                 if base_run and "model" in base_run.results else None},
         "baseline": {"asr": _rate(base_run, *SAFETY), "utility": _rate(base.get(utility[0]), *utility[:2]),
                      "run": base_run.key if base_run else None},
         "rows": rows,
@@ -215,7 +218,8 @@ def pivot(board: dict) -> tuple[list[str], list[tuple[str, dict[str, dict]]]]:
 
 def meta_lines(board: dict) -> list[str]:
     m = board["meta"]
-    return [f"Model: `{m['model']}` · scorer: {m['scorer']} · judge: {m['judge']} · decoding: {m['decoding']} · "
+    build = f" (build `{m['build']}`)" if m.get("build") else ""
+    return [f"Model: `{m['model']}`{build} · scorer: {m['scorer']} · judge: {m['judge']} · decoding: {m['decoding']} · "
             f"backend: {m['backend']}",
             f"Utility: {m['utility']} · intervals: {m['interval']} · Δ test: {m['paired_test']} · "
             f"after = patch `{board['patch']}` · store: `{board['store']}` (read only; nothing generated)"]
