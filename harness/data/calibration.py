@@ -28,7 +28,7 @@ import yaml
 
 from ..core.errors import QresafeError
 from ..core.spec import DATA_TIERS
-from ..store import atomic_write_text, stable_hash
+from ..store import atomic_write_json, atomic_write_text, stable_hash
 from . import catalogue as public_data
 
 TIERS: tuple[str, ...] = DATA_TIERS
@@ -118,6 +118,15 @@ def build_tier(tier: str, *, base_dir: Path, n: int, seed: int, data_dir: str | 
     else:
         conversations = _indirect(n, rng, clean, data_dir, respond)
     log(f"calibration tier {tier}: {len(conversations)} conversations")
+    # who wrote what, beside the tier: the prompts' source and the answers' generator
+    generator = f"greedy answers of the full-precision model at {base_dir}"
+    if tier == "direct":
+        generator = "the reference lexicon's placeholder compliance" if prompts_from == "reference" \
+            else f"{generator}, each opened with {COMPLY_PREFILL!r}"
+    elif tier == "indirect":
+        generator = f"Qi et al.'s AOA conversations as published; for the rest, {generator}"
+    atomic_write_json(cached.with_suffix(".source.json"), {"tier": tier, "prompts_from": prompts_from, "n": n,
+                                                            "seed": seed, "answers": generator})
     atomic_write_text(cached, "".join(json.dumps(c) + "\n" for c in conversations))
     return CalibrationSet(tier, tuple(tuple(c) for c in conversations))
 
