@@ -17,13 +17,15 @@ HARMLESS_WARNINGS = (
     r"You passed `quantization_config` or equivalent parameters",
     r".*`torch\.jit\.script(_method)?` is deprecated",
 )
-QUIET_LOGGERS = ("bitsandbytes", "lm-eval", "lm_eval", "transformers", "datasets", "httpx", "accelerate", "peft")
+QUIET_LOGGERS = ("bitsandbytes", "lm-eval", "lm_eval", "transformers", "datasets", "httpx", "accelerate", "peft",
+                 "torch.fx")
 
 
 def quiet_third_party() -> None:
     os.environ.setdefault("TQDM_DISABLE", "1")  # for tqdm bars that take the default
     os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # transformers sets its loggers' level from it on import
     os.environ.setdefault("LLM_COMPRESSOR_LOG_LEVEL", "ERROR")  # read when llm-compressor configures loguru
     _force_tqdm_off()  # lm-eval passes disable=False explicitly, which the variable cannot override
     for pattern in HARMLESS_WARNINGS:
