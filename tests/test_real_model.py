@@ -27,7 +27,7 @@ def _run(run_cli, home: Path, args: list[str]) -> tuple[int, str, str]:
 
 def test_quantize_eval_patch_eval_on_a_real_model(run_cli, real_home, data_dir) -> None:
     common = ["--model", MODEL, "--data-dir", str(data_dir)]
-    variant = ["--quant", "gptq", "--bits", "4", "--calib", "direct"]
+    variant = ["--quant", "rtn", "--bits", "4"]  # no calibration: the patch below builds the public direct tier
     code, _, err = _run(run_cli, real_home, ["quantize", *common, *variant])
     assert code == 0, err
 
