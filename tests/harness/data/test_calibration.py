@@ -13,20 +13,20 @@ def _echo(prompts, system, prefill=""):
     return [(" an answer to: " if prefill else "Here is an answer to: ") + p for p in prompts]
 
 
+def _tiers(cache: Path, data_dir: Path, prompts_from: str) -> dict:
+    return {tier: build_tier(tier, base_dir=Path("/nonexistent-model"), n=64, seed=0, data_dir=data_dir,
+                             cache_dir=cache, respond=_echo, prompts_from=prompts_from, log=lambda _: None)
+            for tier in TIERS}
+
+
 @pytest.fixture(scope="module")
 def tiers(tmp_path_factory, data_dir: Path) -> dict:
-    cache = tmp_path_factory.mktemp("calib")
-    return {tier: build_tier(tier, base_dir=Path("/nonexistent-model"), n=64, seed=0, data_dir=data_dir,
-                             cache_dir=cache, respond=_echo, prompts_from="reference", log=lambda _: None)
-            for tier in TIERS}
+    return _tiers(tmp_path_factory.mktemp("calib"), data_dir, "reference")
 
 
 @pytest.fixture(scope="module")
 def public_tiers(tmp_path_factory, data_dir: Path) -> dict:
-    cache = tmp_path_factory.mktemp("calib-public")
-    return {tier: build_tier(tier, base_dir=Path("/nonexistent-model"), n=64, seed=0, data_dir=data_dir,
-                             cache_dir=cache, respond=_echo, prompts_from="public", log=lambda _: None)
-            for tier in TIERS}
+    return _tiers(tmp_path_factory.mktemp("calib-public"), data_dir, "public")
 
 
 def test_public_tiers_come_from_public_sets_and_share_nothing_with_any_evaluation_set(public_tiers, data_dir) -> None:
