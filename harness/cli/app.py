@@ -24,7 +24,7 @@ app = typer.Typer(
 def options(verbose: bool = typer.Option(False, "--verbose", "-v", help="Show the libraries' own progress bars and "
                                                                        "warnings (hidden by default).")) -> None:
     if not verbose:
-        from .quiet import quiet_third_party
+        from ..core.quiet import quiet_third_party
 
         quiet_third_party()
 
@@ -46,9 +46,6 @@ INTERRUPTED = "interrupted: finished generations are stored; run the same comman
 
 
 def main() -> None:
-    # tqdm reads TQDM_DISABLE when it is imported, so this must happen before any command imports
-    # lm-eval or transformers; the CLI shows its own Rich progress instead of their per-batch bars.
-    os.environ.setdefault("TQDM_DISABLE", "1")
     try:
         code = app(standalone_mode=False)
         # Without standalone mode, Click returns (does not raise) a command's `typer.Exit(code)`.

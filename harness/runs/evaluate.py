@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from ...tasks import TASKS_DIR  # the installed task folders
 from ..core.errors import QresafeError
+from ..core.quiet import quiet_lm_eval
 from ..core.spec import VariantSpec
 from ..core.stats import rate_of
 from ..core.tasks import available_tasks, per_document_decoding, task_metadata, task_utils
@@ -296,7 +297,8 @@ def _request_dict(request: EvalRequest) -> dict:
 
 def _quiet_libraries() -> None:
     """lm-eval and transformers log at INFO per task; keep stderr for what the user must see.
-    (Their tqdm bars are switched off by the CLI before anything imports tqdm: see cli/app.py.)"""
+    (Their progress bars and warnings are switched off by the CLI unless -v: core/quiet.py.)"""
+    quiet_lm_eval()
     for name in ("lm-eval", "lm_eval", "transformers", "datasets", "httpx"):
         logging.getLogger(name).setLevel(logging.ERROR)
     try:

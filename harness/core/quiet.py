@@ -17,6 +17,8 @@ HARMLESS_WARNINGS = (
     r"You passed `quantization_config` or equivalent parameters",
     r".*`torch\.jit\.script(_method)?` is deprecated",
 )
+_quiet = False  # set by quiet_third_party: the CLI without -v
+
 QUIET_LOGGERS = ("bitsandbytes", "lm-eval", "lm_eval", "transformers", "datasets", "httpx", "accelerate", "peft",
                  "torch.fx")
 
@@ -32,12 +34,17 @@ def quiet_third_party() -> None:
         warnings.filterwarnings("ignore", message=pattern)
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)
-    try:
+    global _quiet
+    _quiet = True
+
+
+def quiet_lm_eval() -> None:
+    """Called where lm-eval is about to run, not at start-up (importing it costs seconds): in quiet mode, its
+    `git describe`, which prints to stderr outside a checkout, is not run."""
+    if _quiet:
         import lm_eval.evaluator
 
-        lm_eval.evaluator.get_git_commit_hash = lambda: None  # its `git describe` prints to stderr outside a checkout
-    except ImportError:  # pragma: no cover
-        pass
+        lm_eval.evaluator.get_git_commit_hash = lambda: None
 
 
 def _force_tqdm_off() -> None:
