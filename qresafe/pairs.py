@@ -67,7 +67,7 @@ def patch_prompts(recipe: PatchRecipe, *, base_dir: Path, data_dir: str | None, 
     """The patch set's prompts: tier prompts plus held-out harmful requests, all decontaminated. `prompts_from`:
     `public` (any model: public sets) or `reference` (the reference model's template lexicon)."""
     from ..harness.data import catalogue
-    from ..harness.data.calibration import build_tier, evaluation_texts
+    from ..harness.data.calibration import build_tier, reported_texts
     from ..harness.zoo.corpus import Decontaminator, harmful_prompt
 
     rng = random.Random(recipe.seed)
@@ -79,9 +79,7 @@ def patch_prompts(recipe: PatchRecipe, *, base_dir: Path, data_dir: str | None, 
         for index in sorted(chosen):
             conversation = tier.conversations[index]
             prompts.append(PatchPrompt(tuple(dict(m) for m in conversation[:-1]), recipe.patch_tier))
-    reported = evaluation_texts(data_dir) + (catalogue.evaluation_prompts(data_dir) if prompts_from == "public"
-                                             else [])
-    clean = Decontaminator(reported).clean
+    clean = Decontaminator(reported_texts(data_dir, prompts_from)).clean
     seen = {m["content"] for p in prompts for m in p.messages if m["role"] == "user"}
     if prompts_from == "public":  # harmful requests of a public training set, in a seeded order
         pool = [t for t in sorted(set(catalogue.safety_instructions(data_dir))) if t not in seen and clean(t)]

