@@ -5,9 +5,10 @@
     y_l = generate_responses(quantized, q_spec, prompts, home=...)
     pairs, dropped = build_pairs(prompts, y_w, y_l)
 
-Prompts: `n_tier_prompts` drawn from a calibration tier (calibration.py, the same 128 conversations the
-quantizer used, so the tier is built once) plus `n_harmful_prompts` held-out harmful requests from the
-project's templates (the `dev` split the reference models never trained on). Both pass the calibration
+Prompts: the calibration tier's conversations (calibration.py, the same 128 the quantizer used, so the
+tier is built once; all of them in the paper's recipe, `n_tier_prompts` drawn at random otherwise) plus
+`n_harmful_prompts` held-out harmful requests (none in the paper's recipe): Safety-Tuned LLaMAs' requests
+for any model, the project's templates (the `dev` split) for the reference models. Both pass the calibration
 decontaminator (no normalised match, no shared 8-gram with AdvBench, the Alpaca val split or the
 utility test items); tests check it.
 
@@ -32,9 +33,8 @@ from ..harness.core.spec import VariantSpec
 from ..harness.generation.backends import BackendSettings
 from ..harness.models.resolved import ResolvedModel
 from ..harness.store import RunStore, stable_hash
-from .config import PatchError, PatchRecipe, PatchRefused
+from .config import TIER_SIZE, PatchError, PatchRecipe, PatchRefused
 
-TIER_SIZE = 128  # = harness.variants.CALIBRATION_SIZE: the quantizer's own tier, built once
 TIER_SEED = 0  # = QuantRecipe.seed: the same cache entry as the quantizer's
 
 
@@ -63,22 +63,26 @@ def generation_kwargs(max_new_tokens: int) -> dict:
 
 
 def patch_prompts(recipe: PatchRecipe, *, base_dir: Path, data_dir: str | None, cache_dir: Path,
-                  prompts_from: str = "public", log: Callable[[str], None] = print) -> list[PatchPrompt]:
+                  prompts_from: str = "public", tier: str | None = None,
+                  log: Callable[[str], None] = print) -> list[PatchPrompt]:
     """The patch set's prompts: tier prompts plus held-out harmful requests, all decontaminated. `prompts_from`:
-    `public` (any model: public sets) or `reference` (the reference model's template lexicon)."""
+    `public` (any model: public sets) or `reference` (the reference model's template lexicon). `tier`: the
+    calibration tier to draw from (`recipe.tier_for(variant's calib)`); None = the recipe's own, or benign."""
     from ..harness.data import catalogue
     from ..harness.data.calibration import build_tier, reported_texts
     from ..harness.zoo.corpus import Decontaminator, harmful_prompt
 
+    tier_name = tier or recipe.tier_for("none")
+    n_tier = TIER_SIZE if recipe.n_tier_prompts is None else recipe.n_tier_prompts
     rng = random.Random(recipe.seed)
     prompts: list[PatchPrompt] = []
-    if recipe.n_tier_prompts:
-        tier = build_tier(recipe.patch_tier, base_dir=base_dir, n=max(TIER_SIZE, recipe.n_tier_prompts),
-                          seed=TIER_SEED, data_dir=data_dir, cache_dir=cache_dir, prompts_from=prompts_from, log=log)
-        chosen = rng.sample(range(len(tier.conversations)), min(recipe.n_tier_prompts, len(tier.conversations)))
+    if n_tier:
+        built = build_tier(tier_name, base_dir=base_dir, n=max(TIER_SIZE, n_tier), seed=TIER_SEED,
+                           data_dir=data_dir, cache_dir=cache_dir, prompts_from=prompts_from, log=log)
+        chosen = rng.sample(range(len(built.conversations)), min(n_tier, len(built.conversations)))
         for index in sorted(chosen):
-            conversation = tier.conversations[index]
-            prompts.append(PatchPrompt(tuple(dict(m) for m in conversation[:-1]), recipe.patch_tier))
+            conversation = built.conversations[index]
+            prompts.append(PatchPrompt(tuple(dict(m) for m in conversation[:-1]), tier_name))
     clean = Decontaminator(reported_texts(data_dir, prompts_from)).clean
     seen = {m["content"] for p in prompts for m in p.messages if m["role"] == "user"}
     if prompts_from == "public":  # harmful requests of a public training set, in a seeded order
@@ -89,7 +93,8 @@ def patch_prompts(recipe: PatchRecipe, *, base_dir: Path, data_dir: str | None, 
                     for t in rng.sample(pool, recipe.n_harmful_prompts)]
         return prompts
     attempts = 0
-    while len(prompts) < recipe.n_tier_prompts + recipe.n_harmful_prompts:
+    wanted = len(prompts) + recipe.n_harmful_prompts
+    while len(prompts) < wanted:
         attempts += 1
         if attempts > 100 * (recipe.n_harmful_prompts + 1):
             raise PatchError(f"could not draw {recipe.n_harmful_prompts} distinct clean harmful requests; "

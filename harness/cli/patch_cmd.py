@@ -1,6 +1,7 @@
 """`qresafe-bench patch`: restore a quantized variant's safety with Q-resafe (or a baseline); store the result.
 
-    qresafe-bench patch --model ref-tiny --quant rtn --bits 4                    # Q-resafe, paper defaults
+    qresafe-bench patch --model ref-tiny --quant rtn --bits 4                    # Q-resafe, the paper's recipe
+    qresafe-bench patch --model ref-tiny --quant rtn --bits 4 --recipe tuned     # a named departure (recipes.yaml)
     qresafe-bench patch --model ref-tiny --quant rtn --bits 4 --tau 0.2 --steps 50
     qresafe-bench patch --model ref-tiny --quant rtn --bits 4 --method dpo-full   # baselines: sft, lora-dpo
     qresafe-bench patch --model ref-tiny --quant rtn --bits 4 --keep-safety-critical 0.01   # no fine-tuning
@@ -46,19 +47,26 @@ def patch_command(
     group_size: GroupSize = None,
     method: Annotated[str, typer.Option(help="qresafe (masked LoRA-DPO), lora-dpo (tau 1), sft (NLL of y_w), "
                                              "dpo-full (every weight; integer grids only).")] = "qresafe",
-    patch_tier: Annotated[str, typer.Option(help="Calibration tier the patch prompts come from: benign, indirect, "
-                                                 "direct (plus held-out harmful requests).")] = "benign",
-    n_tier_prompts: Annotated[int | None, typer.Option(help="Prompts drawn from the tier [64].")] = None,
-    n_harmful_prompts: Annotated[int | None, typer.Option(help="Held-out harmful requests added [64].")] = None,
+    recipe_name: Annotated[str, typer.Option("--recipe", help="Named recipe the settings start from: paper (the "
+                                                              "paper's hyperparameters) or tuned "
+                                                              "(qresafe/recipes.yaml); options below override "
+                                                              "it.")] = "paper",
+    patch_tier: Annotated[str | None, typer.Option(help="Calibration tier the patch prompts come from: variant "
+                                                        "(the variant's own; benign if it has none), benign, "
+                                                        "indirect, direct [paper: variant].")] = None,
+    n_tier_prompts: Annotated[int | None, typer.Option(help="Prompts drawn from the tier [paper: all 128].")] = None,
+    n_harmful_prompts: Annotated[int | None, typer.Option(help="Held-out harmful requests added [paper: 0].")] = None,
     tau: Annotated[float | None, typer.Option(help="Safety-critical fraction per layer that may change [0.6].")] = None,
     beta: Annotated[float | None, typer.Option(help="DPO temperature [0.01].")] = None,
     lora_r: Annotated[int | None, typer.Option(help="LoRA rank [128, or a quarter of the narrowest layer].")] = None,
     lora_alpha: Annotated[int | None, typer.Option(help="LoRA alpha [2 r].")] = None,
     target_modules: Annotated[str | None, typer.Option(help="Comma-separated layer names to adapt "
                                                             "[q,k,v,o,gate,up,down _proj].")] = None,
-    steps: Annotated[int | None, typer.Option(help="Optimizer steps [200].")] = None,
+    epochs: Annotated[float | None, typer.Option(help="Passes over the pairs [paper: 1].")] = None,
+    steps: Annotated[int | None, typer.Option(help="Optimizer steps, instead of --epochs.")] = None,
     train_batch_size: Annotated[int | None, typer.Option(help="Pairs per step [8].")] = None,
-    learning_rate: Annotated[float | None, typer.Option(help="Learning rate [5e-4].")] = None,
+    learning_rate: Annotated[float | None, typer.Option(help="Learning rate [paper: 5e-6].")] = None,
+    lr_scheduler: Annotated[str | None, typer.Option(help="linear, constant or cosine [paper: linear].")] = None,
     reidentify_every: Annotated[int | None, typer.Option(help="K: re-identify safety-critical weights every K "
                                                               "steps [1000].")] = None,
     score_loss: Annotated[str | None, typer.Option(help="Loss the SNIP scores use: dpo or nll [dpo].")] = None,
@@ -97,8 +105,8 @@ def patch_command(
     if quant == "none":
         raise PatchError("patching needs a quantized model: add --quant METHOD --bits B (the full-precision model "
                          "is what the patch restores the quantized one towards)")
-    if patch_tier not in TIERS:
-        raise CalibrationError(f"unknown --patch-tier {patch_tier!r}; choose one of: {', '.join(TIERS)}")
+    if patch_tier is not None and patch_tier not in ("variant", *TIERS):
+        raise CalibrationError(f"unknown --patch-tier {patch_tier!r}; choose one of: variant, {', '.join(TIERS)}")
     if keep_safety_critical is not None:
         if method != "qresafe":
             raise PatchError("--keep-safety-critical is its own method (no fine-tuning); drop --method")
@@ -106,7 +114,8 @@ def patch_command(
     spec = spec_from_options(model, quant, bits, calib, group_size)
     device = resolve_device(device)
     recipe = PatchRecipe.for_method(
-        method, patch_tier=patch_tier, n_tier_prompts=n_tier_prompts, n_harmful_prompts=n_harmful_prompts, tau=tau,
+        method, recipe_name, patch_tier=patch_tier, epochs=epochs, lr_scheduler=lr_scheduler,
+        n_tier_prompts=n_tier_prompts, n_harmful_prompts=n_harmful_prompts, tau=tau,
         beta=beta, lora_r=lora_r, lora_alpha=lora_alpha, steps=steps, batch_size=train_batch_size,
         learning_rate=learning_rate, reidentify_every=reidentify_every, score_loss=score_loss,
         keep_fraction=keep_safety_critical, max_new_tokens=max_new_tokens, seed=seed, check_every=check_every,
@@ -130,6 +139,8 @@ def patch_command(
                          indent=2, sort_keys=True))
     else:
         print(outcome.path)
+    if outcome.report.get("changes_nothing"):
+        err.print(f"the patch changes nothing: {outcome.report['changes_nothing']}")
     where = "found in the store" if outcome.from_store else "built"
     calib_opt = f" --calib {spec.calib}" if spec.calib != "none" else ""
     calib_opt += f" --group-size {spec.group_size}" if spec.group_size is not None else ""

@@ -60,10 +60,11 @@ def sweep_command(
     tasks: Annotated[str, typer.Option(help="Comma-separated tasks.")] = "advbench,over_refusal,ref_utility",
     limit: Annotated[int | None, typer.Option(help="Evaluate only the first N documents of each task.")] = None,
     max_new_tokens: Annotated[int | None, typer.Option(help="Override each task's max new tokens.")] = None,
-    patch: Annotated[bool, typer.Option("--patch", help="Also patch every quantized cell with Q-resafe (paper "
-                                                        "defaults unless --patch-option) and evaluate it.")] = False,
+    patch: Annotated[bool, typer.Option("--patch", help="Also patch every quantized cell with Q-resafe (the paper's "
+                                                        "recipe unless --patch-option) and evaluate it.")] = False,
     patch_option: Annotated[list[str] | None, typer.Option(
-        help="Patch recipe field KEY=VALUE (repeatable), e.g. steps=50, tau=0.2, method=lora-dpo; implies --patch.")
+        help="Patch recipe field KEY=VALUE (repeatable), e.g. recipe=tuned, tau=0.2, method=lora-dpo; implies "
+             "--patch.")
     ] = None,
     spec: Annotated[Path | None, typer.Option(help="Sweep spec YAML (model, quant, bits, calib, group_size, tasks, "
                                                    "limit, batch_size, patch); replaces the grid options.")] = None,

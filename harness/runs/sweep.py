@@ -145,7 +145,7 @@ def load_sweep_spec(path: str | Path) -> dict:
         group_size: [default]          # or -1 (per-channel), 32, ...
         tasks: [advbench, over_refusal, ref_utility]
         limit: null
-        patch: {method: qresafe, steps: 50}   # or true (paper defaults), or false
+        patch: {recipe: tuned}     # or true (the paper's recipe), or false
     """
     import yaml
     from pydantic import BaseModel, ConfigDict, ValidationError

@@ -46,6 +46,26 @@ def test_patch_then_eval_the_patched_variant(run_cli, tiny_random_dir, home, dat
     assert results["tasks"]["advbench"]["metrics"]["asr"]["n"] == 3
 
 
+def test_the_paper_recipe_is_the_default_and_says_when_it_changes_nothing(run_cli, tiny_random_dir, home, data_dir,
+                                                                          monkeypatch, capsys) -> None:
+    code, out, _ = run_cli(["patch", "--help"])
+    assert code == 0 and "--recipe" in out and "paper" in out
+    # the paper's dose (lr 5e-6, one epoch) on a 2-bit grid: every update rounds away, and patch says so
+    code, out, err = run_cli(["patch", "--model", str(tiny_random_dir), "--quant", "rtn", "--bits", "2",
+                              "--n-tier-prompts", "12", "--max-new-tokens", "8", "--lora-r", "4", "--json",
+                              "--data-dir", str(data_dir)])
+    assert code == 0, err
+    report = json.loads(out)
+    used = report["hyperparameters"]
+    assert used["recipe"] == "paper" and used["learning_rate"] == 5e-06 and used["epochs"] == 1.0
+    assert used["patch_tier"] == "benign" and used["n_harmful_prompts"] == 0  # rtn has no calibration tier
+    assert used["optimizer_steps"] == -(-report["pairs"] // 8) and used["lr_scheduler"] == "linear"
+    assert (used["beta"], used["tau"], used["reidentify_every"], used["lora_r"]) == (0.01, 0.6, 1000, 4)
+    assert report["merge"]["changed"] == 0 and "every update rounds away" in report["changes_nothing"]
+    assert sum("the patch changes nothing" in line for line in err.splitlines()) == 1
+    assert report["label"] == "qresafe-ntier12-gen8-r4"
+
+
 def test_keep_safety_critical_without_fine_tuning(run_cli, tiny_random_dir, home, data_dir, monkeypatch, capsys) -> None:
     from safetensors.torch import load_file
     from transformers import AutoModelForCausalLM

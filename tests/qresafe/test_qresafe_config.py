@@ -1,4 +1,4 @@
-"""Patch settings: the paper's defaults, labels that name variants, one-line refusals."""
+"""Patch settings: the paper's recipe by default, named departures, labels that name variants, one-line refusals."""
 
 from __future__ import annotations
 
@@ -8,9 +8,13 @@ from qresafe_bench.qresafe.config import PatchError, PatchRecipe, auto_lora_rank
 from qresafe_bench.qresafe.trainer import QResafeConfig
 
 
-def test_paper_defaults_and_labels() -> None:
+def test_paper_recipe_is_the_default_and_labels() -> None:
     recipe = PatchRecipe()
+    assert recipe.recipe == "paper" and PatchRecipe.for_method("qresafe") == recipe
     assert (recipe.tau, recipe.reidentify_every, recipe.beta) == (0.6, 1000, 0.01)
+    assert (recipe.learning_rate, recipe.epochs, recipe.steps) == (5e-6, 1.0, None)
+    assert (recipe.patch_tier, recipe.n_tier_prompts, recipe.n_harmful_prompts) == ("variant", None, 0)
+    assert (recipe.check_every, recipe.rpo_alpha, recipe.lr_scheduler) == (0, 0.0, "linear")
     assert recipe.label == "qresafe"
     assert PatchRecipe.for_method("qresafe", tau=0.2, steps=50).label == "qresafe-tau0.2-steps50"
     assert PatchRecipe.for_method("lora-dpo").label == "lora-dpo" and PatchRecipe.for_method("lora-dpo").tau == 1.0
@@ -21,7 +25,8 @@ def test_paper_defaults_and_labels() -> None:
 
 @pytest.mark.parametrize(("kwargs", "message"), [
     ({"tau": 1.5}, "--tau must be in"),
-    ({"steps": 0}, "--steps must be positive"),
+    ({"steps": 0}, "--steps and --epochs must be positive"),
+    ({"epochs": 0.0}, "--steps and --epochs must be positive"),
     ({"n_tier_prompts": 0, "n_harmful_prompts": 0}, "at least one prompt"),
     ({"patch_tier": "spicy"}, "--patch-tier"),
 ])
@@ -46,14 +51,40 @@ def test_trainer_config_validates(tmp_path) -> None:
 def test_rpo_alpha_is_off_by_default_and_maps_to_trl_losses(tmp_path) -> None:
     from qresafe_bench.qresafe.patch import trainer_config
 
-    plain = trainer_config(PatchRecipe(), str(tmp_path), "cpu")
+    plain = trainer_config(PatchRecipe(), str(tmp_path), "cpu", 64)
     assert plain.loss_type == ["sigmoid"] and plain.loss_weights is None  # the paper's pure DPO
     recipe = PatchRecipe.for_method("qresafe", rpo_alpha=0.5, check_every=2)
     assert recipe.label == "qresafe-check2-rpo0.5" and PatchRecipe.from_yaml(recipe.to_yaml()) == recipe
-    rpo = trainer_config(recipe, str(tmp_path), "cpu")
+    rpo = trainer_config(recipe, str(tmp_path), "cpu", 64)
     assert rpo.loss_type == ["sigmoid", "sft"] and rpo.loss_weights == [1.0, 0.5]
-    assert trainer_config(PatchRecipe.for_method("sft"), str(tmp_path), "cpu").loss_type == ["sft"]
+    assert trainer_config(PatchRecipe.for_method("sft"), str(tmp_path), "cpu", 64).loss_type == ["sft"]
     with pytest.raises(PatchError, match="--rpo-alpha must be >= 0"):
         PatchRecipe.for_method("qresafe", rpo_alpha=-1.0)
     with pytest.raises(PatchError, match="--method sft has no DPO loss"):
         PatchRecipe.for_method("sft", rpo_alpha=1.0)
+
+
+def test_named_recipes_are_departures_with_their_own_labels(tmp_path) -> None:
+    from qresafe_bench.qresafe.patch import planned_steps, trainer_config
+
+    tuned = PatchRecipe.for_method("qresafe", "tuned")
+    assert tuned.label == "qresafe-tuned" and PatchRecipe.from_yaml(tuned.to_yaml()) == tuned
+    assert (tuned.learning_rate, tuned.steps, tuned.epochs, tuned.check_every, tuned.rpo_alpha) == (5e-4, 100, None, 2,
+                                                                                                    1.0)
+    assert PatchRecipe.for_method("qresafe", "tuned", tau=0.2).label == "qresafe-tuned-tau0.2"
+    assert PatchRecipe.for_method("sft", "tuned").label == "sft-tuned"
+    with pytest.raises(PatchError, match="unknown --recipe 'fast'"):
+        PatchRecipe.for_method("qresafe", "fast")
+    # the paper's one epoch: ceil(pairs / batch) steps, on a linear schedule; steps replace epochs
+    paper = trainer_config(PatchRecipe(), str(tmp_path), "cpu", 121)
+    assert paper.max_steps == 16 and paper.learning_rate == 5e-6 and paper.lr_scheduler_type.value == "linear"
+    assert planned_steps(PatchRecipe.for_method("qresafe", epochs=2.0), 121) == 32
+    assert planned_steps(PatchRecipe.for_method("qresafe", steps=7), 121) == 7
+    assert trainer_config(tuned, str(tmp_path), "cpu", 121).max_steps == 100
+
+
+def test_the_patch_tier_follows_the_variant() -> None:
+    recipe = PatchRecipe()
+    assert [recipe.tier_for(c) for c in ("benign", "indirect", "direct", "none")] == ["benign", "indirect", "direct",
+                                                                                      "benign"]
+    assert PatchRecipe.for_method("qresafe", patch_tier="direct").tier_for("benign") == "direct"
