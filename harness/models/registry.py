@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ..core.spec import VariantSpec
 from . import hub
@@ -24,6 +24,38 @@ from .resolved import RegistryError, ResolvedModel
 
 MODELS_FILE_ENV = "QRESAFE_MODELS_FILE"
 SHIPPED_REGISTRY = Path(__file__).with_name("models.yaml")
+
+
+class PrequantizedCheckpoint(BaseModel):
+    """A checkpoint its publisher already quantized: a hub repo and, where pinned, the commit to load.
+
+    A models file writes it as "repo", "repo@revision" or {repo: ..., revision: ...}; a hub repo id never
+    contains "@", so the short form is unambiguous.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    repo: str = Field(min_length=1)
+    revision: str | None = Field(default=None, min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_short_form(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        repo, at, revision = value.partition("@")
+        if at and not revision:
+            raise ValueError(f"{value!r} names no revision after '@'")
+        return {"repo": repo, "revision": revision or None}
+
+    @property
+    def fingerprint(self) -> str:
+        """Weights identity for the run-store key. Unpinned, it stays `hub:<repo>`, the form run keys already
+        in a store were made with; pinned, the commit is part of it, so another commit is another run."""
+        return f"hub:{self}"
+
+    def __str__(self) -> str:
+        return f"{self.repo}@{self.revision}" if self.revision else self.repo
 
 
 class ModelEntry(BaseModel):
@@ -39,7 +71,7 @@ class ModelEntry(BaseModel):
     system_prompt: str | None = None
     system_role: bool = True
     dtype: Literal["float32", "float16", "bfloat16"] = "bfloat16"
-    prequantized: dict[str, str] = {}
+    prequantized: dict[str, PrequantizedCheckpoint] = {}  # "<method>-<bits>" -> the publisher's checkpoint
     paper: bool = False
     zoo_name: str | None = None  # zoo build to use; defaults to the entry's own name
     micro: bool = False  # zoo only: the seconds-long build used by the test suite
@@ -128,14 +160,10 @@ def resolve(spec: VariantSpec, *, cache_root: Path, data_dir: str | Path | None 
     calibration), used only when asked for so; every other tier builds the variant here from the base weights.
     """
     entry = load_registry(models_file).get(spec.model)
-    prequantized = entry.prequantized.get(f"{spec.quant}-{spec.bits}") if entry else None
+    checkpoint = entry.prequantized.get(f"{spec.quant}-{spec.bits}") if entry else None
     if spec.quant != "none" and spec.patch == "none":
-        if prequantized and spec.calib == "none" and spec.group_size is None:
-            location = str(hub.snapshot(spec.model, prequantized)) if build else prequantized
-            return ResolvedModel(name=f"{spec.model} {spec.quant} w{spec.bits}", location=location, source="hub",
-                                 dtype=entry.dtype, system_prompt=entry.system_prompt, system_role=entry.system_role,
-                                 fingerprint=f"hub:{prequantized}",
-                                 provenance=f"pre-quantized checkpoint {prequantized} (the publisher's calibration)")
+        if checkpoint and spec.calib == "none" and spec.group_size is None:
+            return _prequantized(spec, entry, checkpoint, build=build)
         from .variants import recipe_for
 
         recipe_for(spec)  # an impossible method x bits x tier fails here, before any model is built or loaded
@@ -151,6 +179,17 @@ def resolve(spec: VariantSpec, *, cache_root: Path, data_dir: str | Path | None 
 
     return ensure_variant(spec, base, home=cache_root, data_dir=str(data_dir) if data_dir else None, log=log,
                           build=build)
+
+
+def _prequantized(spec: VariantSpec, entry: ModelEntry, checkpoint: PrequantizedCheckpoint, *,
+                  build: bool) -> ResolvedModel:
+    """The publisher's checkpoint at its pinned commit; the revision travels with it to the loaders (tokenizer,
+    lm-eval's `revision`) and into the result (fingerprint and provenance)."""
+    location = str(hub.snapshot(spec.model, checkpoint.repo, checkpoint.revision)) if build else checkpoint.repo
+    return ResolvedModel(name=f"{spec.model} {spec.quant} w{spec.bits}", location=location, source="hub",
+                         dtype=entry.dtype, system_prompt=entry.system_prompt, system_role=entry.system_role,
+                         revision=checkpoint.revision, fingerprint=checkpoint.fingerprint,
+                         provenance=f"pre-quantized checkpoint {checkpoint} (the publisher's calibration)")
 
 
 def resolve_base(model: str, *, cache_root: Path, data_dir: str | Path | None = None,

@@ -22,7 +22,7 @@ class ResolvedModel:
     dtype: str
     system_prompt: str | None = None
     system_role: bool = True
-    revision: str | None = None
+    revision: str | None = None  # hub commit of the weights (the registry's pin), handed to every loader
     fingerprint: str = ""  # identifies the weights' content for the run-store key
     adapter: str | None = None  # LoRA adapter directory applied on top (qlora variants)
     extra: dict = field(default_factory=dict)

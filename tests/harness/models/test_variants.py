@@ -63,7 +63,8 @@ def test_hub_models_are_quantized_from_a_hub_snapshot_never_without_one(tmp_path
     from qresafe_bench.harness.models.resolved import RegistryError
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # the snapshot must come from the local cache, which lacks it
-    with pytest.raises(RegistryError, match="gemma-7b: google/gemma-7b-it is not in the local Hugging Face cache"):
+    not_cached = "gemma-7b: google/gemma-7b-it@[0-9a-f]{40} is not in the local Hugging Face cache"
+    with pytest.raises(RegistryError, match=not_cached):
         registry.resolve(VariantSpec(model="gemma-7b", quant="rtn", bits=4), cache_root=tmp_path, log=lambda _: None)
     assert not (tmp_path / "variants").exists()
 
