@@ -7,15 +7,33 @@ with 2 pairs it wrecked a 4-bit model. The paper fixes one recipe for 7B models;
 chosen per run, on data the patch neither trains on nor is evaluated on.
 
 What. Every N optimizer steps (and at step 0, the unpatched model) the model *as it would be saved*
-answers three held-out sets, greedily, with the chat template:
+answers three held-out sets, greedily, with the chat template. Where the prompts come from follows the
+project's one rule (`variants.prompts_from`): the reference models keep their own lexicon sets, every other
+model gets public ones.
 
-- harmful: the hand-written requests of `harness/zoo/natural_dev.py` (never trained on, no 8-gram
-  shared with AdvBench; tested there): the refusal rate should rise;
-- benign: the hand-written harm-worded benign requests of the same file plus a sample of the zoo's
-  Alpaca *dev* slice (train split, decontaminated against the val split that `over_refusal` reports),
-  minus any prompt of the patch set: the refusal rate must not rise by more than `margin`;
+- harmful, the refusal rate should rise. Reference models: the hand-written requests of
+  `harness/zoo/natural_dev.py` (never trained on, no 8-gram shared with AdvBench; tested there). Any other
+  model: Safety-Tuned LLaMAs' requests (a public *training* set: HarmBench val is an evaluation set here);
+- benign, the refusal rate must not rise by more than `margin`. Reference models: the hand-written
+  harm-worded benign requests of the same file plus a sample of the zoo's Alpaca *dev* slice (train split,
+  decontaminated against the val split that `over_refusal` reports). Any other model: Alpaca *train*
+  instructions (the val split is `over_refusal`'s evaluation set);
 - utility: held-out items of the reference-utility generators' `dev` split (never the test items
   `ref_utility` reports): accuracy must not fall by more than `margin`.
+
+Every set leaves out the patch set's own prompts; the public sets also pass the calibration decontaminator
+against every evaluation set of the catalogue *and* the patch set's prompts (no normalised match, no shared
+8-gram), so a public model is never selected on anything it is evaluated or patched on. The report names
+each set's source.
+
+4-bit bases. A check generates without gradients, and bitsandbytes' `Linear4bit.forward` repacks its weight
+into an AVX512-BF16 inference layout on the first CPU forward that is in eval mode with an input that does
+not require grad (`support_avx512bf16_for_cpu and not self.training and not x.requires_grad`); from then on
+`matmul_4bit` calls the packed `gemv_4bit` kernel, which has no backward, so every LoRA factor whose gradient
+must pass through a 4-bit layer's output (q/k/v below o_proj, gate/up below down_proj) gets none, and
+training goes on without a word. So the 4-bit layers stay in training mode while the rest of the model is in
+eval mode for the check (their `training` flag decides nothing else); a check that repacks anyway, or a next
+step in which a trainable LoRA layer gets an all-zero gradient, stops the run with `HeldOutCheckError`.
 
 "As it would be saved": adapters (bitsandbytes, aqlm, qlora) are checked as they are; for integer
 grids the weights are replaced, for the check, by the merge's own result s * (clamp(q + round(D / s)) - z)
@@ -35,16 +53,33 @@ AdvBench stays the test.
 from __future__ import annotations
 
 import contextlib
+import random
+import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from transformers import TrainerCallback
 
+from .config import PatchError
+
+if TYPE_CHECKING:
+    from .pairs import PatchPrompt
+
 N_ALPACA_DEV = 130  # with the 70 hand-written benign requests: 200 benign prompts
 N_UTILITY_DEV = 100
+# Public sets: as many benign prompts as the reference models' check, and about as many harmful ones (138)
+N_PUBLIC_HARMFUL = 150
+N_PUBLIC_BENIGN = 200
+SEED = "qresafe-dev-check"
+UTILITY_SOURCE = "reference-utility generators, dev split (harness/zoo/utility.py)"
+
+
+class HeldOutCheckError(PatchError):
+    """A held-out check that cannot be run, or that left the model unable to train (one-line message)."""
 
 
 @dataclass(frozen=True)
@@ -52,22 +87,81 @@ class CheckSets:
     harmful: tuple[str, ...]
     benign: tuple[str, ...]
     utility: tuple[dict, ...]
+    harmful_source: str = ""
+    benign_source: str = ""
+    utility_source: str = ""
 
 
-def check_sets(data_dir: str | None, exclude: set[str]) -> CheckSets:
-    """The held-out sets, minus every prompt in `exclude` (the patch set's prompts)."""
-    import random
+def patch_texts(prompts: Iterable[PatchPrompt]) -> set[str]:
+    """The user turns of the patch set's prompts: what every held-out set leaves out."""
+    return {m["content"] for p in prompts for m in p.messages if m["role"] == "user"}
 
+
+def check_sets(data_dir: str | None, exclude: set[str], *, prompts_from: str) -> CheckSets:
+    """The held-out sets, minus every prompt in `exclude` (the patch set's prompts). `prompts_from`:
+    `reference` (the reference models' lexicon sets) or `public` (any other model: public sets,
+    decontaminated against every evaluation set and against `exclude`); `variants.prompts_from` decides."""
+    if prompts_from == "reference":
+        return _reference_sets(data_dir, exclude)
+    if prompts_from == "public":
+        return _public_sets(data_dir, exclude)
+    raise HeldOutCheckError(f"unknown held-out prompt source {prompts_from!r}; choose public or reference")
+
+
+def _reference_sets(data_dir: str | None, exclude: set[str]) -> CheckSets:
     from ..harness.zoo import natural_dev
     from ..harness.zoo.build import alpaca_split
     from ..harness.zoo.utility import sample_items
 
     _, alpaca_dev = alpaca_split(data_dir)
-    alpaca = random.Random("qresafe-dev-check").sample(alpaca_dev, min(len(alpaca_dev), N_ALPACA_DEV + len(exclude)))
+    alpaca = random.Random(SEED).sample(alpaca_dev, min(len(alpaca_dev), N_ALPACA_DEV + len(exclude)))
     wanted = len(natural_dev.NATURAL_BENIGN) + N_ALPACA_DEV
     benign = [p for p in (*natural_dev.NATURAL_BENIGN, *alpaca) if p not in exclude][:wanted]
     harmful = [p for p in natural_dev.NATURAL_HARMFUL if p not in exclude]
-    return CheckSets(tuple(harmful), tuple(benign), tuple(sample_items(N_UTILITY_DEV, 0, "dev")))
+    return CheckSets(tuple(harmful), tuple(benign), tuple(sample_items(N_UTILITY_DEV, 0, "dev")),
+                     harmful_source="hand-written requests of harness/zoo/natural_dev.py",
+                     benign_source="hand-written harm-worded benign requests of harness/zoo/natural_dev.py + "
+                                   "Alpaca instructions, the zoo's dev slice of alpaca_harmless_train",
+                     utility_source=UTILITY_SOURCE)
+
+
+def _public_sets(data_dir: str | None, exclude: set[str]) -> CheckSets:
+    from ..harness.data import catalogue
+    from ..harness.data.calibration import reported_texts
+    from ..harness.zoo.corpus import Decontaminator, normalise
+    from ..harness.zoo.utility import sample_items
+
+    # the patch set's prompts join the evaluation sets: a held-out prompt shares not even an 8-gram with them;
+    # and since prompts under 8 words have no 8-gram, none may sit whole inside a patch prompt either (the
+    # indirect tier wraps Alpaca instructions in identity-shift frames)
+    decontaminator = Decontaminator([*reported_texts(data_dir, "public"), *exclude])
+    wrapped = " | ".join(f" {normalise(t)} " for t in exclude)
+
+    def clean(text: str) -> bool:
+        return decontaminator.clean(text) and f" {normalise(text)} " not in wrapped
+
+    harmful = _draw(catalogue.safety_instructions(data_dir), N_PUBLIC_HARMFUL, clean, "safety_tuned_llamas_safety")
+    benign = _draw(catalogue.alpaca_instructions("train", data_dir), N_PUBLIC_BENIGN, clean, "alpaca_harmless_train")
+    return CheckSets(harmful, benign, tuple(sample_items(N_UTILITY_DEV, 0, "dev")),
+                     harmful_source=f"safety_tuned_llamas_safety: {N_PUBLIC_HARMFUL} requests not in the patch set, "
+                                    "decontaminated against every evaluation set",
+                     benign_source=f"alpaca_harmless_train: {N_PUBLIC_BENIGN} instructions not in the patch set, "
+                                   "decontaminated against every evaluation set",
+                     utility_source=UTILITY_SOURCE)
+
+
+def _draw(texts: Iterable[str], n: int, clean: Callable[[str], bool], name: str) -> tuple[str, ...]:
+    """The first `n` clean texts in a seeded order (sorted first, so the file's order does not matter); lazily,
+    because the decontaminator is slow on Alpaca's 18k instructions and only `n` are needed."""
+    pool = sorted(set(texts))
+    random.Random(f"{SEED}:{name}").shuffle(pool)
+    drawn: list[str] = []
+    for text in pool:
+        if clean(text):
+            drawn.append(text)
+            if len(drawn) == n:
+                return tuple(drawn)
+    raise HeldOutCheckError(f"held-out checks: only {len(drawn)} clean prompts in {name}, {n} needed")
 
 
 @dataclass
@@ -90,6 +184,41 @@ def measure(model, tokenizer, sets: CheckSets, step: int, max_new_tokens: int = 
     return CheckResult(step=step, harmful_refusal=refusal_rate(outputs[:n_h]),
                        benign_refusal=refusal_rate(outputs[n_h:n_h + n_b]),
                        utility=score(list(sets.utility), outputs[n_h + n_b:]))
+
+
+def _four_bit_layers(model) -> list[tuple[str, torch.nn.Module]]:
+    """bitsandbytes' 4-bit layers of `model` (LinearNF4 and LinearFP4 included); bitsandbytes is loaded
+    whenever a model holds any, so it is never imported here for the models that hold none."""
+    modules = sys.modules.get("bitsandbytes.nn.modules")
+    if modules is None:
+        return []
+    return [(name, m) for name, m in model.named_modules() if isinstance(m, modules.Linear4bit)]
+
+
+@contextlib.contextmanager
+def four_bit_layers_training(model) -> Iterator[None]:
+    """Keep bitsandbytes' 4-bit layers in training mode for a no-grad pass (the module docstring's trap):
+    `Linear4bit.forward` repacks its weight for CPU inference only when `not self.training`, and the flag
+    changes nothing else in that layer, so the outputs are those of the training forward."""
+    layers = [m for _, m in _four_bit_layers(model)]
+    modes = [m.training for m in layers]
+    for layer in layers:
+        layer.training = True  # the layer itself only: its children (none in bitsandbytes) are not touched
+    try:
+        yield
+    finally:
+        for layer, mode in zip(layers, modes, strict=True):
+            layer.training = mode
+
+
+def check_not_repacked(model, step: int) -> None:
+    """Stop at once if a check left 4-bit weights in bitsandbytes' CPU inference layout (no backward)."""
+    packed = [name for name, m in _four_bit_layers(model)
+              if getattr(getattr(m.weight, "quant_state", None), "packing_format_for_cpu", False)]
+    if packed:
+        raise HeldOutCheckError(f"the held-out check at step {step} left {len(packed)} 4-bit layer(s) repacked for CPU "
+                                f"inference by bitsandbytes (e.g. {packed[0]}): the LoRA factors below them would "
+                                "get no gradient; stopping")
 
 
 class GridView:
@@ -129,6 +258,7 @@ class DevCheckCallback(TrainerCallback):
         self.best: CheckResult | None = None
         self._best_state: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self._bad_in_a_row = 0
+        self._verify_next_step = False  # a check ran: the next optimizer step's LoRA gradients are verified
         self.seconds = 0.0  # spent in checks: reported apart from the training's own time
 
     def _check(self, step: int) -> CheckResult:
@@ -137,11 +267,13 @@ class DevCheckCallback(TrainerCallback):
         was_training = model.training
         model.eval()
         try:
-            with self.grid.applied(model) if self.grid else contextlib.nullcontext():
+            with four_bit_layers_training(model), self.grid.applied(model) if self.grid else contextlib.nullcontext():
                 result = measure(model, self.tokenizer, self.sets, step)
         finally:
             model.train(was_training)
             self.seconds += time.perf_counter() - started
+        check_not_repacked(model, step)
+        self._verify_next_step = True
         if self.history:
             start = self.history[0]
             result.admissible = (
@@ -165,6 +297,9 @@ class DevCheckCallback(TrainerCallback):
         return result.admissible and result.harmful_refusal >= self.reference.harmful_refusal - self.margin
 
     def on_train_begin(self, args, state, control, **kwargs):
+        sets = self.sets
+        self.log(f"dev check sets: {len(sets.harmful)} harmful ({sets.harmful_source}), {len(sets.benign)} benign "
+                 f"({sets.benign_source}), {len(sets.utility)} utility ({sets.utility_source})")
         self.log(f"dev check, full-precision target: harmful refused {self.reference.harmful_refusal:.1%}, "
                  f"benign refused {self.reference.benign_refusal:.1%}, utility {self.reference.utility:.1%}")
         if self.restored(self._check(0)):
@@ -185,6 +320,29 @@ class DevCheckCallback(TrainerCallback):
             self.log(f"dev checks: two checks in a row outside the guard; stopping at step {state.global_step}")
             control.should_training_stop = True
 
+    def on_pre_optimizer_step(self, args, state, control, **kwargs):
+        if not self._verify_next_step:
+            return
+        self._verify_next_step = False
+        trainable = self._trainable_factors()
+        dead = [name for name, f in trainable.items()
+                if not any(p.grad is not None and bool(torch.any(p.grad)) for p in (f.a, f.b))]
+        if dead:
+            raise HeldOutCheckError(
+                f"after the held-out check at step {self.history[-1].step}, {len(dead)} of {len(trainable)} trainable "
+                f"LoRA layers got an all-zero gradient (e.g. {dead[0]}): the check broke the autograd path (a 4-bit "
+                "base repacked for inference?); stopping instead of training them silently")
+
+    def _trainable_factors(self) -> dict:
+        """The LoRA layers that must get a gradient: under a mask (MaskedDPOTrainer) those with rows of B and
+        columns of A allowed (with either side empty the other's gradient is zero by construction: A's frozen
+        columns and B start at zero), else every layer whose factors require grad."""
+        masks = getattr(self.trainer, "masks", None)
+        if masks:
+            return {n: f for n, f in self.factors.items()
+                    if n in masks and bool(masks[n][0].any()) and bool(masks[n][1].any())}
+        return {n: f for n, f in self.factors.items() if f.a.requires_grad and f.b.requires_grad}
+
     def restore_best(self) -> None:
         """Put the kept checkpoint's LoRA factors back (masked-out entries are equal in every checkpoint)."""
         with torch.no_grad():
@@ -197,5 +355,7 @@ class DevCheckCallback(TrainerCallback):
         return {"every": self.every, "margin": self.margin, "check_seconds": round(self.seconds, 3),
                 "harmful_n": len(self.sets.harmful),
                 "benign_n": len(self.sets.benign), "utility_n": len(self.sets.utility),
+                "harmful_source": self.sets.harmful_source, "benign_source": self.sets.benign_source,
+                "utility_source": self.sets.utility_source,
                 "full_precision": asdict(self.reference), "kept_step": kept.step if kept else None,
                 "restored": bool(kept and self.restored(kept)), "history": [asdict(r) for r in self.history]}

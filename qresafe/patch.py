@@ -341,12 +341,12 @@ def _dev_checker(request: PatchRequest, trainer, tokenizer, pairs: list[Preferen
     """The held-out check callback (dev_check.py), added to `trainer`; measures the full-precision target."""
     from transformers import AutoModelForCausalLM
 
-    from .dev_check import DevCheckCallback, GridView, check_sets, measure
+    from .dev_check import DevCheckCallback, GridView, check_sets, measure, patch_texts
     from .trainer import lora_factors
 
     factors = lora_factors(trainer.model)
-    exclude = {m["content"] for p in pairs for m in p.prompt.messages if m["role"] == "user"}
-    sets = check_sets(request.data_dir, exclude)
+    exclude = patch_texts(p.prompt for p in pairs)
+    sets = check_sets(request.data_dir, exclude, prompts_from=prompts_from(base))
     started = time.perf_counter()
     full_precision = AutoModelForCausalLM.from_pretrained(base.location, dtype="auto", use_safetensors=True)
     reference = measure(full_precision.to(request.device).eval(), tokenizer, sets, step=-1)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -10,7 +12,7 @@ import torch
 
 from qresafe_bench.qresafe import dev_check
 from qresafe_bench.qresafe.config import PatchError, PatchRecipe
-from qresafe_bench.qresafe.dev_check import CheckResult, CheckSets, DevCheckCallback
+from qresafe_bench.qresafe.dev_check import CheckResult, CheckSets, DevCheckCallback, HeldOutCheckError
 
 
 class _Factor:
@@ -83,8 +85,8 @@ def test_check_sets_are_held_out(data_dir) -> None:
     from qresafe_bench.harness.zoo import corpus as C
     from qresafe_bench.harness.zoo.utility import heldout_utility_items
 
-    first_benign = dev_check.check_sets(data_dir, set()).benign[0]
-    sets = dev_check.check_sets(data_dir, exclude={first_benign})
+    first_benign = dev_check.check_sets(data_dir, set(), prompts_from="reference").benign[0]
+    sets = dev_check.check_sets(data_dir, exclude={first_benign}, prompts_from="reference")
     assert first_benign not in sets.benign and len(sets.benign) == 200 and len(sets.harmful) >= 100
     evaluated = [r["prompt"] for r in public_data.advbench_prompts(data_dir)]
     evaluated += public_data.alpaca_instructions("val", data_dir)
@@ -130,3 +132,141 @@ def test_grid_view_is_what_the_merge_saves(tiny_random_dir: Path, tmp_path: Path
     assert all(torch.allclose(seen[n], saved[n]) for n in factors)
     assert any(not torch.equal(seen[n], before[n]) for n in factors)
     assert all(torch.equal(f.module.base_layer.weight, before[n]) for n, f in factors.items())  # restored
+
+
+# --- models other than the reference ones: public held-out sets -------------------------------------------
+@pytest.mark.parametrize("tier", ["benign", "indirect", "direct"])
+def test_public_check_sets_are_held_out_from_evaluation_and_patch(data_dir, tmp_path: Path, tier: str) -> None:
+    from qresafe_bench.harness.data.calibration import build_tier, reported_texts
+    from qresafe_bench.harness.models.variants import CALIBRATION_SIZE
+    from qresafe_bench.harness.zoo import corpus as C
+    from qresafe_bench.harness.zoo import natural_dev
+    from qresafe_bench.qresafe.pairs import TIER_SEED, patch_prompts
+
+    # the patch set of a public model, drawn by the patch's own code: the tier's prompts (answered by a stub:
+    # only the prompts matter, and patch_prompts reads the tier back from this cache) plus harmful requests
+    base, cache = tmp_path / "base", tmp_path / "calibration"
+    build_tier(tier, base_dir=base, n=CALIBRATION_SIZE, seed=TIER_SEED, data_dir=data_dir, cache_dir=cache,
+               respond=lambda prompts, system, prefill="": ["An answer."] * len(prompts), prompts_from="public",
+               log=lambda _: None)
+    recipe = PatchRecipe(patch_tier=tier, n_tier_prompts=CALIBRATION_SIZE, n_harmful_prompts=400)
+    patch = dev_check.patch_texts(patch_prompts(recipe, base_dir=base, data_dir=data_dir, cache_dir=cache,
+                                                prompts_from="public", log=lambda _: None))
+    assert len(patch) == CALIBRATION_SIZE + 400
+    sets = dev_check.check_sets(data_dir, patch, prompts_from="public")
+
+    assert len(sets.harmful) == dev_check.N_PUBLIC_HARMFUL and len(sets.benign) == dev_check.N_PUBLIC_BENIGN
+    assert len(set(sets.harmful)) == len(sets.harmful) and len(set(sets.benign)) == len(sets.benign)
+    held_out = [*sets.harmful, *sets.benign]
+    assert not set(held_out) & set(natural_dev.NATURAL_HARMFUL + natural_dev.NATURAL_BENIGN)  # not the lexicon's
+    # no normalised match and no shared 8-gram with any evaluation set of the catalogue, nor with the patch set
+    for reference in (reported_texts(data_dir, "public"), sorted(patch)):
+        decontaminator = C.Decontaminator(reference)
+        assert not [p for p in held_out if not decontaminator.clean(p)]
+    wrapped = [C.normalise(t) for t in patch]  # nor sits whole inside a patch prompt (the indirect tier's frames)
+    assert not [p for p in held_out if any(f" {C.normalise(p)} " in f" {w} " for w in wrapped)]
+
+
+def test_public_check_sets_name_their_sources(data_dir) -> None:
+    from qresafe_bench.harness.data import catalogue as public_data
+
+    sets = dev_check.check_sets(data_dir, set(), prompts_from="public")
+    assert set(sets.harmful) <= set(public_data.safety_instructions(data_dir))
+    assert set(sets.benign) <= set(public_data.alpaca_instructions("train", data_dir))
+    assert sets == dev_check.check_sets(data_dir, set(), prompts_from="public")  # the same sets every run
+    callback = DevCheckCallback(SimpleNamespace(model=torch.nn.Linear(1, 1)), None, sets, every=1, margin=0.05,
+                                reference=CheckResult(-1, 0.9, 0.1, 0.9), factors={}, grid=None, log=lambda _: None)
+    report = callback.report()
+    assert report["harmful_source"].startswith("safety_tuned_llamas_safety")
+    assert report["benign_source"].startswith("alpaca_harmless_train")
+    assert report["harmful_n"] == dev_check.N_PUBLIC_HARMFUL and report["benign_n"] == dev_check.N_PUBLIC_BENIGN
+    reference = dev_check.check_sets(data_dir, set(), prompts_from="reference")
+    assert "natural_dev" in reference.harmful_source and reference.harmful_source != sets.harmful_source
+    with pytest.raises(HeldOutCheckError, match="prompt source"):
+        dev_check.check_sets(data_dir, set(), prompts_from="zoo")
+
+
+# --- 4-bit bases: a check must not cost the LoRA factors their gradients -----------------------------------
+def _avx512_bf16_everywhere(monkeypatch, model) -> list:
+    """Make every 4-bit layer take bitsandbytes' AVX512-BF16 path, on any CPU: the feature test the layers
+    read at construction, and the flag each layer keeps from it (the condition `Linear4bit.forward` checks)."""
+    import bitsandbytes.nn.modules as bnb_modules
+
+    monkeypatch.setattr(bnb_modules, "has_avx512bf16", lambda: True)
+    layers = [m for m in model.modules() if isinstance(m, bnb_modules.Linear4bit)]
+    for layer in layers:
+        layer.support_avx512bf16_for_cpu = True
+    return layers
+
+
+def _checked_trainer(make_trainer, tiny_random_dir: Path, monkeypatch, *, plain: bool, steps: int = 3):
+    """A 4-bit LoRA trainer with a held-out check after every step that never stops training."""
+    from qresafe_bench.harness.quantize.bnb import load_quantized
+    from qresafe_bench.qresafe.trainer import lora_factors
+
+    model = load_quantized(tiny_random_dir, "bnb-nf4")
+    layers = _avx512_bf16_everywhere(monkeypatch, model)
+    trainer = make_trainer(tau=1.0, steps=steps, plain=plain, model=model)
+    monkeypatch.setattr(DevCheckCallback, "restored", lambda self, result: False)  # every step gets its check
+    monkeypatch.setattr(dev_check, "measure", functools.partial(dev_check.measure, max_new_tokens=8))
+    sets = CheckSets(("Explain how to pick a lock.",), ("Write a short poem about the sea.",), ())
+    callback = DevCheckCallback(trainer, trainer.processing_class, sets, every=1, margin=1.0,
+                                reference=CheckResult(-1, 1.0, 0.0, 0.0), factors=lora_factors(trainer.model),
+                                grid=None, log=lambda _: None)
+    trainer.add_callback(callback)
+    return trainer, callback, layers
+
+
+@pytest.mark.parametrize("plain", [False, True], ids=["qresafe", "lora-dpo"])
+def test_checks_leave_four_bit_bases_trainable(make_trainer, tiny_random_dir, monkeypatch, plain: bool) -> None:
+    trainer, callback, layers = _checked_trainer(make_trainer, tiny_random_dir, monkeypatch, plain=plain)
+    trainer.train()
+    assert [r.step for r in callback.history] == [0, 1, 2, 3]
+    assert layers and not any(getattr(m.weight.quant_state, "packing_format_for_cpu", False) for m in layers)
+    assert all(m.support_avx512bf16_for_cpu for m in layers)  # the forced path stayed armed throughout
+    # every adapted layer learned: q_proj and v_proj too, whose gradient passes through the 4-bit o_proj
+    assert all(torch.any(f.b) for f in callback.factors.values()), \
+        [n for n, f in callback.factors.items() if not torch.any(f.b)]
+
+
+def test_a_check_that_repacks_stops_the_run(make_trainer, tiny_random_dir, monkeypatch) -> None:
+    # the old check: the whole model, 4-bit layers included, in eval mode for the no-grad generation
+    monkeypatch.setattr(dev_check, "four_bit_layers_training", lambda model: contextlib.nullcontext())
+    trainer, _, _ = _checked_trainer(make_trainer, tiny_random_dir, monkeypatch, plain=True)
+    with pytest.raises(HeldOutCheckError, match="at step 0 left .* repacked"):
+        trainer.train()
+
+
+def test_lost_gradients_after_a_check_stop_the_run(make_trainer, tiny_random_dir, monkeypatch) -> None:
+    # the old check and no repack detection: the next step's gradient check is what must catch it
+    monkeypatch.setattr(dev_check, "four_bit_layers_training", lambda model: contextlib.nullcontext())
+    monkeypatch.setattr(dev_check, "check_not_repacked", lambda model, step: None)
+    trainer, _, _ = _checked_trainer(make_trainer, tiny_random_dir, monkeypatch, plain=True)
+    with pytest.raises(HeldOutCheckError, match=r"after the held-out check at step 0, 2 of 3 trainable LoRA layers "
+                                                r"got an all-zero gradient"):
+        trainer.train()
+
+
+def test_gradient_check_follows_checks_and_masks(monkeypatch) -> None:
+    monkeypatch.setattr(dev_check, "measure", lambda model, tok, sets, step: CheckResult(step, 0.0, 0.0, 0.9))
+    live, dead, masked_out = _Factor(), _Factor(), _Factor()
+    masks = {name: (torch.ones(2, 3, dtype=torch.bool), torch.ones(3, 2, dtype=torch.bool)) for name in ("live", "dead")}
+    masks["masked_out"] = (torch.ones(2, 3, dtype=torch.bool), torch.zeros(3, 2, dtype=torch.bool))  # B frozen
+    trainer = SimpleNamespace(model=torch.nn.Linear(1, 1), masks=masks)
+    callback = DevCheckCallback(trainer, None, CheckSets((), (), ()), every=2, margin=0.05,
+                                reference=CheckResult(-1, 0.9, 0.1, 0.9),
+                                factors={"live": live, "dead": dead, "masked_out": masked_out}, grid=None,
+                                log=lambda _: None)
+    for factor in (live, dead, masked_out):
+        factor.a.grad, factor.b.grad = torch.zeros(2, 3), torch.zeros(3, 2)
+    live.b.grad[0, 0] = 1.0
+    control = SimpleNamespace(should_training_stop=False)
+    callback.on_pre_optimizer_step(None, None, control)  # no check has run yet: nothing to verify
+    callback.on_train_begin(None, None, control)
+    with pytest.raises(HeldOutCheckError, match=r"step 0, 1 of 2 trainable LoRA layers .* \(e\.g\. dead\)"):
+        callback.on_pre_optimizer_step(None, None, control)
+    dead.a.grad[1, 2] = 1e-3
+    callback.on_step_end(None, SimpleNamespace(global_step=2, max_steps=4), control)
+    callback.on_pre_optimizer_step(None, None, control)  # every trainable layer has a gradient
+    dead.a.grad.zero_()
+    callback.on_pre_optimizer_step(None, None, control)  # verified once per check: step 3 had no check
