@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import math
 import os
 import shutil
 import sys
@@ -93,6 +94,10 @@ def check_request(request: PatchRequest) -> None:
         raise PatchError(f"--method {method} needs an integer-grid format ({', '.join(UNIFORM_GRID_METHODS)}); "
                          f"{spec.quant} weights cannot take dense updates without requantizing, so its patch is "
                          "a LoRA adapter: use --method qresafe, lora-dpo or sft")
+    if method == "keep-critical":
+        from .keep_critical import check_keep_critical
+
+        check_keep_critical(spec.quant)  # before any pair is generated
     if spec.quant not in UNIFORM_GRID_METHODS + ADAPTER_METHODS + STACKED_ADAPTER_METHODS:
         raise PatchError(f"patching {spec.quant} variants is not supported (merged into integer grids: "
                          f"{', '.join(UNIFORM_GRID_METHODS)}; adapter on: "
@@ -103,10 +108,6 @@ def run_patch(request: PatchRequest, *, home: Path, log: Callable[[str], None] =
               on_generated: Callable[[], None] | None = None) -> PatchOutcome:
     """Build (or find in the store) the patched variant of `request.spec`."""
     check_request(request)
-    from ..harness.data.calibration import TIERS, CalibrationError
-
-    if request.recipe.patch_tier not in TIERS:  # pydantic already refuses; kept for library callers
-        raise CalibrationError(f"unknown --patch-tier {request.recipe.patch_tier!r}")
     base = resolve_base(request.spec.model, cache_root=home, data_dir=request.data_dir,
                         models_file=request.models_file, log=log)
     target = request.patched_spec
@@ -136,6 +137,7 @@ def run_patch(request: PatchRequest, *, home: Path, log: Callable[[str], None] =
                 report = build_keep_critical(request, base, quantized, pairs, tmp, log=log)
             else:
                 report = train_and_save(request, base, quantized, pairs, tmp, log=log)
+        report.setdefault("hyperparameters", request.recipe.model_dump(mode="json"))
         report.update({"spec": target.canonical(), "variant_id": target.id, "label": request.recipe.label,
                        "pairs": len(pairs), "pairs_dropped_equal": dropped, "prompts": n_prompts,
                        "quantized_variant": quantized.location, "base": base.location})
@@ -158,7 +160,8 @@ def preference_pairs(request: PatchRequest, base: ResolvedModel, quantized: Reso
     """(pairs, dropped, prompts): y_w from the full-precision model, y_l from the quantized one, via the store."""
     recipe = request.recipe
     prompts = patch_prompts(recipe, base_dir=Path(base.location), data_dir=request.data_dir,
-                            cache_dir=home / "calibration", prompts_from=prompts_from(base), log=log)
+                            cache_dir=home / "calibration", prompts_from=prompts_from(base),
+                            tier=recipe.tier_for(request.spec.calib), log=log)
     log(f"generating y_w ({base.name}) and y_l ({quantized.name}) for {len(prompts)} prompts (stored, resumable)")
     chosen = generate_responses(base, VariantSpec(model=request.spec.model), prompts, home=home,
                                 max_new_tokens=recipe.max_new_tokens, settings=request.backend, on_item=on_item)
@@ -189,7 +192,14 @@ def load_quantized_for_training(quantized: ResolvedModel, method: str, device: s
     return model
 
 
-def trainer_config(recipe: PatchRecipe, output_dir: str, device: str) -> QResafeConfig:
+def planned_steps(recipe: PatchRecipe, n_pairs: int) -> int:
+    """Optimizer steps the recipe takes on `n_pairs` pairs: `steps`, or `epochs` passes at `batch_size`."""
+    if recipe.steps is not None:
+        return recipe.steps
+    return max(1, math.ceil(math.ceil(n_pairs / recipe.batch_size) * recipe.epochs))
+
+
+def trainer_config(recipe: PatchRecipe, output_dir: str, device: str, n_pairs: int) -> QResafeConfig:
     from .trainer import QResafeConfig  # here, not at the top: reading or checking a recipe must not import TRL
 
     if recipe.method == "sft":
@@ -200,9 +210,10 @@ def trainer_config(recipe: PatchRecipe, output_dir: str, device: str) -> QResafe
         loss_type, loss_weights = ["sigmoid"], None
     return QResafeConfig(
         output_dir=output_dir, use_cpu=device == "cpu", bf16=False, fp16=False, report_to="none",
-        save_strategy="no", logging_steps=max(1, recipe.steps // 10), disable_tqdm=True, seed=recipe.seed,
-        max_steps=recipe.steps, per_device_train_batch_size=recipe.batch_size, learning_rate=recipe.learning_rate,
-        lr_scheduler_type="constant", warmup_steps=0, max_length=recipe.max_length, beta=recipe.beta,
+        save_strategy="no", logging_steps=max(1, planned_steps(recipe, n_pairs) // 10), disable_tqdm=True,
+        seed=recipe.seed, max_steps=planned_steps(recipe, n_pairs), per_device_train_batch_size=recipe.batch_size,
+        learning_rate=recipe.learning_rate, lr_scheduler_type=recipe.lr_scheduler, warmup_steps=0,
+        max_length=recipe.max_length, beta=recipe.beta,
         tau=recipe.tau, reidentify_every=recipe.reidentify_every, score_loss=recipe.score_loss,
         loss_type=loss_type, loss_weights=loss_weights, dataloader_pin_memory=False,
     )
@@ -234,7 +245,7 @@ def train_and_save(request: PatchRequest, base: ResolvedModel, quantized: Resolv
         raise PatchError(f"none of --target-modules {', '.join(recipe.target_modules)} is in this architecture")
     stacked = spec.quant in STACKED_ADAPTER_METHODS  # qlora: the patch is concatenated onto its adapter
     base_adapter = Path(quantized.adapter or Path(quantized.location) / "adapter") if stacked else None
-    config = trainer_config(recipe, tempfile.mkdtemp(prefix="qresafe-trainer-"), request.device)
+    config = trainer_config(recipe, tempfile.mkdtemp(prefix="qresafe-trainer-"), request.device, len(pairs))
     torch.manual_seed(recipe.seed)
     details: dict = {"method": recipe.method}
     with peak_memory(request.device) as memory:
@@ -279,8 +290,9 @@ def train_and_save(request: PatchRequest, base: ResolvedModel, quantized: Resolv
         _report_progress_through(trainer, log)
         checker = _dev_checker(request, trainer, tokenizer, pairs, base, quantized, log) if recipe.check_every else None
         trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
-        log(f"{recipe.method}: {len(pairs)} pairs, {recipe.steps} steps, batch {recipe.batch_size}, "
-            f"lr {recipe.learning_rate}, beta {recipe.beta}, tau {recipe.tau}; {trainable} trainable parameters")
+        log(f"{recipe.method} ({recipe.recipe} recipe): {len(pairs)} pairs, {config.max_steps} steps, batch "
+            f"{recipe.batch_size}, lr {recipe.learning_rate} ({recipe.lr_scheduler}), beta {recipe.beta}, "
+            f"tau {recipe.tau}; {trainable} trainable parameters")
         result = trainer.train()
         train_seconds = time.perf_counter() - started
         if checker is not None:  # its checks are timed apart: train_wall_seconds stays the training's own
@@ -290,6 +302,10 @@ def train_and_save(request: PatchRequest, base: ResolvedModel, quantized: Resolv
             log(f"dev checks: keeping the checkpoint of step {checker.best.step}"
                 + (" (no check improved on the unpatched model within the guard: the patch is empty)"
                    if checker.kept_unpatched else ""))
+            if checker.kept_unpatched:
+                details["changes_nothing"] = ("the held-out checks kept step 0: no checkpoint improved on the "
+                                              "unpatched model within the guard")
+    details["hyperparameters"] = effective_hyperparameters(recipe, config, details, request.spec.calib, len(pairs))
     details.update(train_wall_seconds=round(train_seconds, 3), peak_memory_mb=memory.peak_mb,
                    memory_kind=memory.kind, trainable_parameters=trainable,
                    train_loss=round(float(result.training_loss), 6), steps=trainer.state.global_step,
@@ -300,7 +316,7 @@ def train_and_save(request: PatchRequest, base: ResolvedModel, quantized: Resolv
         details["lora_parameters"] = trainable
         details["trainable_parameters"] = details["masks"]["lora_entries_trainable"]
         kept_unpatched = checker is not None and checker.kept_unpatched  # the dev checks chose "no patch"
-        if recipe.tau > 0 and recipe.steps > 0 and not kept_unpatched and not any(
+        if recipe.tau > 0 and trainer.state.global_step > 0 and not kept_unpatched and not any(
                 torch.any(f.b[:, trainer.base_rank:]) for f in trainer.factors.values()):
             raise PatchError("training left every LoRA B at zero: nothing was learned (check --learning-rate)")
 
@@ -318,8 +334,8 @@ def train_and_save(request: PatchRequest, base: ResolvedModel, quantized: Resolv
         details.update(saved_as="merged into the integer grid under the existing scales", merge=stats.as_dict())
         log(f"merge: {stats.changed} of {stats.entries} quantized entries moved ({stats.clamped} at the grid's ends)")
         if stats.changed == 0:
-            log("warning: the adapter's update is below half a grid step everywhere, so the merged variant equals "
-                "the quantized one; train longer (--steps) or faster (--learning-rate)")
+            details["changes_nothing"] = ("every update rounds away: the adapter moves no entry by half a grid step, "
+                                          "so the merged variant equals the quantized one")
     elif stacked:
         from . import bases
 
@@ -334,6 +350,28 @@ def train_and_save(request: PatchRequest, base: ResolvedModel, quantized: Resolv
         details.update(saved_as="PEFT adapter on the quantized base (adapter/)")
     shutil.rmtree(config.output_dir, ignore_errors=True)
     return details
+
+
+def effective_hyperparameters(recipe: PatchRecipe, config: QResafeConfig, details: dict, variant_calib: str,
+                              n_pairs: int) -> dict:
+    """Every value the training ran with: the recipe's fields resolved (tier, rank, alpha, steps) and the
+    trainer settings the recipe leaves to TRL's defaults (optimizer, warmup, weight decay, clipping)."""
+    from .config import named_recipes
+
+    values = recipe.model_dump(mode="json")
+    values.update(recipe_description=named_recipes()[recipe.recipe]["description"],
+                  patch_tier=recipe.tier_for(variant_calib), pairs=n_pairs, optimizer_steps=config.max_steps,
+                  epochs_over_pairs=round(config.max_steps * recipe.batch_size / n_pairs, 3),
+                  lora_r=details.get("lora_r"), lora_alpha=details.get("lora_alpha"),
+                  optimizer=getattr(config.optim, "value", config.optim),
+                  lr_scheduler=getattr(config.lr_scheduler_type, "value", config.lr_scheduler_type),
+                  warmup_steps=config.warmup_steps,
+                  weight_decay=config.weight_decay, max_grad_norm=config.max_grad_norm,
+                  adam_betas=[config.adam_beta1, config.adam_beta2], adam_epsilon=config.adam_epsilon,
+                  loss_type=config.loss_type, loss_weights=config.loss_weights,
+                  reference="the quantized model (adapter disabled)" if recipe.method != "dpo-full"
+                  else "a frozen copy of the quantized model")
+    return values
 
 
 def _dev_checker(request: PatchRequest, trainer, tokenizer, pairs: list[PreferencePair], base: ResolvedModel,

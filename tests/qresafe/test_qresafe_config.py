@@ -88,3 +88,13 @@ def test_the_patch_tier_follows_the_variant() -> None:
     assert [recipe.tier_for(c) for c in ("benign", "indirect", "direct", "none")] == ["benign", "indirect", "direct",
                                                                                       "benign"]
     assert PatchRecipe.for_method("qresafe", patch_tier="direct").tier_for("benign") == "direct"
+
+
+def test_keep_critical_on_awq_is_refused_before_any_pair_is_generated() -> None:
+    from qresafe_bench.harness.core.spec import VariantSpec
+    from qresafe_bench.qresafe.patch import PatchRequest, check_request
+
+    recipe = PatchRecipe.for_method("keep-critical", keep_fraction=0.1)
+    with pytest.raises(PatchError, match="awq"):
+        check_request(PatchRequest(spec=VariantSpec("ref-tiny", "awq", 4, "benign"), recipe=recipe))
+    check_request(PatchRequest(spec=VariantSpec("ref-tiny", "gptq", 4, "benign"), recipe=recipe))
