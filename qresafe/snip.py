@@ -31,8 +31,9 @@ saved; (3) tau = 1 gives all-ones masks (plain LoRA-DPO) and tau = 0 all-zero ma
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -84,18 +85,21 @@ def _reference(model) -> Iterator[None]:
 
 # --- scores ------------------------------------------------------------------------------------------
 def safety_scores(model, batches: Iterable[dict], layers: dict[str, torch.nn.Module],
-                  full_precision: dict[str, torch.Tensor], *, loss: str = "dpo",
+                  full_precision: Mapping[str, torch.Tensor], *, loss: str = "dpo",
                   beta: float = 0.01) -> dict[str, torch.Tensor]:
-    """Mean over batches of |W * dL/dQ| for each named layer (fp32, on the weights' device).
+    """Mean over batches of |W * dL/dQ| for each named layer (fp32, on the device the gradients are on).
 
     `layers` maps a name to the module whose output is y = Q x (a Linear, or a LoRA-wrapped Linear);
-    `full_precision` maps the same names to W.
+    `full_precision` maps the same names to W (any dtype, any device; read once per layer, at the end).
+
+    Memory: one fp32 buffer per layer, sum over batches of |dL/dQ|, formed in the backward as each layer's
+    gradient arrives; since |W * g| = |W| * |g| elementwise, W multiplies the sum once at the end, one layer at
+    a time, and the buffer becomes the score in place. So beside the model the scores hold 4 bytes per adapted
+    weight plus one layer's transient, and only one layer's W is widened to fp32 at a time
+    (`load_full_precision` reads W from the checkpoint per layer, so it is never held whole).
     """
-    grads: dict[str, torch.Tensor] = {}
-    # Running totals live where the gradients are (CUDA when training there); W streams to that device one
-    # layer at a time, so no second full-precision copy of the model is made on it.
-    totals: dict[str, torch.Tensor] = {}
-    handles = [module.register_forward_hook(_capture_weight_gradient(name, grads)) for name, module in layers.items()]
+    totals = _GradientTotals()
+    handles = [module.register_forward_hook(totals.hook(name)) for name, module in layers.items()]
     # The model's mode is left as the caller set it: dropout must already be off (TRL's DPOTrainer turns
     # it off; keep_critical.py scores in eval mode), and a bitsandbytes 4-bit model must stay in training
     # mode, or the no-grad reference forward repacks its weights for CPU inference (qlora.py's trap).
@@ -104,15 +108,10 @@ def safety_scores(model, batches: Iterable[dict], layers: dict[str, torch.nn.Mod
     try:
         with torch.enable_grad():
             for batch in batches:
-                grads.clear()
                 value = safety_loss(model, batch, loss=loss, beta=beta)
+                totals.in_backward = True
                 value.backward()
-                for name in layers:
-                    if name in grads:
-                        grad = grads[name]
-                        weight = full_precision[name].to(grad.device, torch.float32)
-                        score = (weight * grad.float()).abs()
-                        totals[name] = totals[name] + score if name in totals else score
+                totals.end_batch()
                 count += 1
         model.zero_grad(set_to_none=True)  # the backward also reached trainable parameters; scoring is no step
     finally:
@@ -122,33 +121,83 @@ def safety_scores(model, batches: Iterable[dict], layers: dict[str, torch.nn.Mod
             inputs_need_grad.remove()
     if count == 0:
         raise ValueError("no batches to score")
-    missing = [name for name in layers if name not in totals]
+    scores = totals.totals
+    missing = [name for name in layers if name not in scores]
     if missing:  # a layer the loss never reached would get an all-zero score and a mask chosen by position
         raise RuntimeError(f"no gradient reached {len(missing)} scored layer(s), e.g. {missing[0]}: the SNIP scores "
                            "would be zeros")
-    zero = [name for name, total in totals.items() if not torch.any(total)]
+    for name, total in scores.items():
+        # |W| * sum|g| = sum |W * g| up to fp32 rounding (exactly equal for one batch); in place: no second buffer
+        weight = full_precision[name].to(total.device, torch.float32)
+        total.mul_(weight).abs_().div_(count)
+        del weight
+    zero = [name for name, total in scores.items() if not torch.any(total)]
     if zero:
         raise RuntimeError(f"{len(zero)} scored layer(s) got all-zero SNIP scores, e.g. {zero[0]}: their gradients "
                            "vanished, and a mask would be chosen by position")
-    return {name: total / count for name, total in totals.items()}
+    return {name: scores[name] for name in layers}  # the layers' order, not the backward's
 
 
-def _capture_weight_gradient(name: str, grads: dict[str, torch.Tensor]):
-    """Forward hook: on y's gradient g, accumulate g^T x, which is dL/dQ for y = Q x (+ bias)."""
+class _GradientTotals:
+    """Per layer, the sum over batches of |dL/dQ|, with dL/dQ = g^T x formed from a forward hook (x) and a hook
+    on the layer output's gradient (g).
 
-    def hook(_module, args, output):
-        if not isinstance(output, torch.Tensor) or not output.requires_grad:
-            return
-        x = args[0].detach()
+    Within a batch dL/dQ sums over every use of the layer before |.| is taken; a layer's gradient is added to
+    its total as soon as its last pending use has delivered it, so normally no more than one layer's dL/dQ
+    exists at a time. Under gradient checkpointing the layer runs again inside the backward: with reentrant
+    checkpointing the first forward ran without grad and only the recomputed output's hook fires; with
+    non-reentrant checkpointing the original output's hook fires and the recomputed output is never
+    differentiated, so a recompute of a layer already hooked in this batch's forward is ignored.
+    """
 
-        def on_grad(grad_output: torch.Tensor) -> None:
-            g = grad_output.reshape(-1, grad_output.shape[-1]).float()
-            dq = g.T @ x.reshape(-1, x.shape[-1]).float()
-            grads[name] = grads[name] + dq if name in grads else dq
+    def __init__(self) -> None:
+        self.totals: dict[str, torch.Tensor] = {}
+        self.in_backward = False
+        self._pending: dict[str, torch.Tensor] = {}  # this batch's dL/dQ of a layer with uses still to come
+        self._waiting: dict[str, int] = {}  # per layer, output hooks registered this batch that have not fired
+        self._hooked_in_forward: set[str] = set()
 
-        output.register_hook(on_grad)
+    def hook(self, name: str):
+        def forward_hook(_module, args, output) -> None:
+            if not isinstance(output, torch.Tensor) or not output.requires_grad:
+                return
+            if self.in_backward and name in self._hooked_in_forward:
+                return  # a non-reentrant recompute: the original output's hook delivers this gradient
+            if not self.in_backward:
+                self._hooked_in_forward.add(name)
+            self._waiting[name] = self._waiting.get(name, 0) + 1
+            x = args[0].detach()
 
-    return hook
+            def on_grad(grad_output: torch.Tensor) -> None:
+                g = grad_output.reshape(-1, grad_output.shape[-1]).float()
+                dq = g.T @ x.reshape(-1, x.shape[-1]).float()
+                if name in self._pending:
+                    dq = self._pending.pop(name).add_(dq)
+                self._waiting[name] -= 1
+                if self._waiting[name] > 0:
+                    self._pending[name] = dq
+                else:
+                    self._add(name, dq)
+
+            output.register_hook(on_grad)
+
+        return forward_hook
+
+    def end_batch(self) -> None:
+        """Add what is still pending (a use whose output never got a gradient) and reset the batch state."""
+        for name, dq in self._pending.items():
+            self._add(name, dq)
+        self._pending.clear()
+        self._waiting.clear()
+        self._hooked_in_forward.clear()
+        self.in_backward = False
+
+    def _add(self, name: str, dq: torch.Tensor) -> None:
+        total = self.totals.get(name)
+        if total is None:
+            self.totals[name] = dq.abs_()
+        else:
+            total.add_(dq.abs_())
 
 
 def _ensure_inputs_require_grad(model):
@@ -190,21 +239,46 @@ def block_coverage(mask_q: torch.Tensor, scores: torch.Tensor, mask_a: torch.Ten
 
 
 # --- where W comes from ------------------------------------------------------------------------------
-def load_full_precision(base_dir: Path, names: Iterable[str]) -> dict[str, torch.Tensor]:
-    """`<name>.weight` for each layer name from the full-precision checkpoint (sharded or not)."""
+class LazyWeights(Mapping[str, torch.Tensor]):
+    """Name -> W, each produced by its loader when asked for and not kept: the scores read each layer's W
+    once per identification, so the full-precision model never has to be in memory at once."""
+
+    def __init__(self, loaders: Mapping[str, Callable[[], torch.Tensor]]) -> None:
+        self._loaders = dict(loaders)
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        return self._loaders[name]()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._loaders)
+
+    def __len__(self) -> int:
+        return len(self._loaders)
+
+
+def load_full_precision(base_dir: Path, names: Iterable[str]) -> LazyWeights:
+    """`<name>.weight` for each layer name from the full-precision checkpoint (sharded or not), read from its
+    safetensors file on each access, in the checkpoint's dtype. Missing names fail here, before any scoring."""
     from safetensors import safe_open
 
     wanted = {f"{name}.weight": name for name in names}
-    found: dict[str, torch.Tensor] = {}
+    found: dict[str, Callable[[], torch.Tensor]] = {}
     for path in sorted(Path(base_dir).glob("*.safetensors")):
         with safe_open(str(path), "pt") as handle:
             for key in handle.keys():  # noqa: SIM118 - safe_open has keys(), not __iter__
                 if key in wanted:
-                    found[wanted[key]] = handle.get_tensor(key).float()
+                    found[wanted[key]] = functools.partial(_read_tensor, path, key)
     missing = sorted(set(wanted.values()) - set(found))
     if missing:
         raise ValueError(f"full-precision weights not found in {base_dir}: {', '.join(missing[:3])}")
-    return found
+    return LazyWeights(found)
+
+
+def _read_tensor(path: Path, key: str) -> torch.Tensor:
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as handle:
+        return handle.get_tensor(key)
 
 
 def adapted_layers(model, target_modules: Iterable[str]) -> dict[str, torch.nn.Module]:

@@ -29,6 +29,10 @@ At the first identification the frozen columns of A are set to zero (B starts at
 update B A lives in the rows x columns block the masks allow (snip.py, "Decomposition"); with tau = 1
 nothing is zeroed and the trainer is plain LoRA-DPO, step for step (tested).
 
+Precision and memory: on CUDA the config trains with bf16 autocast (where the GPU supports bf16; the LoRA
+factors stay fp32 master weights) and with non-reentrant gradient checkpointing, whatever the caller passed;
+on CPU the caller's settings stand (fp32 in patch.py). `effective_precision` reports what a trainer ran with.
+
 Multi-GPU: this is a transformers Trainer, so `accelerate launch -m qresafe_bench.harness.cli.app patch ...`
 runs it data-parallel; the masks are computed on each rank from the same pairs in the same order, so
 they agree without communication.
@@ -36,8 +40,10 @@ they agree without communication.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import functools
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from transformers import TrainerCallback
@@ -69,7 +75,8 @@ class QResafeConfig(DPOConfig):
         beta (`float`, defaults to `0.01`): the paper's DPO temperature (TRL's default is 0.1).
         learning_rate (`float`, defaults to `5e-4`): LoRA learning rate (TRL's 1e-6 is for full fine-tunes).
         gradient_checkpointing (`bool`, defaults to `False`): a memory measure that changes nothing learned;
-            off so the small models here train fast (turn it on for 7B models).
+            off on CPU so the small models here train fast; on CUDA it is switched on (with bf16 autocast where
+            the GPU has bf16), see `device_precision`.
     """
 
     tau: float = field(default=0.6, metadata={"help": "Fraction of each layer's weights that may change."})
@@ -91,7 +98,53 @@ class QResafeConfig(DPOConfig):
             raise PatchError(f"snip_batch_size must be positive, got {self.snip_batch_size}")
         if self.beta <= 0:
             raise PatchError(f"--beta must be positive, got {self.beta}")
+        self._apply_device_precision()
         super().__post_init__()
+
+    def _apply_device_precision(self) -> None:
+        """On CUDA, `device_precision`'s choice replaces the caller's bf16/fp16/checkpointing flags (patch.py
+        passes bf16=False for every device, for the CPU's sake); elsewhere they stand. Runs before
+        `super().__post_init__()`, which checks bf16 against the GPU."""
+        if self.use_cpu or not torch.cuda.is_available():
+            return
+        plan = device_precision("cuda", torch.cuda.is_bf16_supported(including_emulation=False))
+        self.bf16, self.fp16 = plan.autocast_dtype == torch.bfloat16, False
+        self.gradient_checkpointing = plan.gradient_checkpointing
+        kwargs = self.gradient_checkpointing_kwargs
+        if kwargs is None or isinstance(kwargs, dict):  # a caller's own use_reentrant wins
+            self.gradient_checkpointing_kwargs = {"use_reentrant": False, **(kwargs or {})}
+
+
+@dataclass(frozen=True)
+class DevicePrecision:
+    """How the patch trains on a device: the autocast dtype of the forward and backward (None: no autocast,
+    the weights' own dtype) and whether activations are recomputed in the backward instead of kept."""
+
+    autocast_dtype: torch.dtype | None
+    gradient_checkpointing: bool
+
+
+def device_precision(device_type: str, bf16_supported: bool) -> DevicePrecision:
+    """CUDA: bf16 autocast where the GPU supports it, and gradient checkpointing: together they keep a 7B
+    model's activations (halved by bf16, then kept only at layer boundaries) small beside its weights on one
+    GPU. Without bf16 (pre-Ampere) the GPU computes in fp32: fp16 autocast would need a gradient scaler,
+    which this path does not set up. Other devices (CPU): fp32 and no checkpointing, since recomputing
+    activations only costs time on the small models trained there."""
+    if device_type != "cuda":
+        return DevicePrecision(autocast_dtype=None, gradient_checkpointing=False)
+    return DevicePrecision(autocast_dtype=torch.bfloat16 if bf16_supported else None, gradient_checkpointing=True)
+
+
+def effective_precision(trainer) -> dict[str, Any]:
+    """What a (DPO) trainer trains with, as the report records it: `train_dtype`, the dtype the forward and
+    backward compute in (the autocast dtype, else the model's own), and `gradient_checkpointing`, whether the
+    model recomputes activations (transformers enables it on the model when training starts)."""
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    autocast = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(str(trainer.accelerator.mixed_precision))
+    dtype = autocast or getattr(base, "dtype", torch.float32)
+    return {"train_dtype": str(dtype).removeprefix("torch."),
+            "gradient_checkpointing": bool(getattr(base, "is_gradient_checkpointing", False))}
 
 
 
@@ -100,7 +153,7 @@ class MaskedDPOTrainer(DPOTrainer):
 
     _tag_names = ["trl", "dpo", "q-resafe"]
 
-    def __init__(self, *args, full_precision: dict[str, torch.Tensor] | None = None,
+    def __init__(self, *args, full_precision: Mapping[str, torch.Tensor] | None = None,
                  base_adapter: str | None = None, base_rank: int = 0,
                  patch_targets: tuple[str, ...] | None = None, **kwargs) -> None:
         """`base_adapter`, `base_rank`: the quantized model carries its own LoRA (qlora, bases.py): the
@@ -130,8 +183,11 @@ class MaskedDPOTrainer(DPOTrainer):
             self.model.load_adapter(str(base_adapter), adapter_name=bases.REFERENCE_ADAPTER, is_trainable=False)
             self.model.set_adapter("default")  # the trained forward: [base | patch]; "ref" only as the reference
             self.model.train()  # load_adapter left it in eval mode (see identify_masks)
-        # W for the SNIP scores: the full-precision weights when given (the paper), else the layers' own.
-        self.full_precision = full_precision or {name: dense_weight(f.module) for name, f in self.factors.items()}
+        # W for the SNIP scores: the full-precision weights when given (the paper), else the layers' own,
+        # dequantized one layer at a time when the scores ask (the base weights never train, so reading them
+        # late gives the same W, and no fp32 copy of the whole model is kept)
+        self.full_precision = full_precision or snip.LazyWeights(
+            {name: functools.partial(dense_weight, f.module) for name, f in self.factors.items()})
         self.masks: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}  # name -> (M_A, M_B)
         self.frozen: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}  # values the masked-out entries keep
         self.coverage: dict[str, float] = {}
@@ -159,8 +215,9 @@ class MaskedDPOTrainer(DPOTrainer):
                                         loss=self.args.score_loss, beta=self.args.beta)
         first = not self.masks
         for name, factor in self.factors.items():
-            mask_q = snip.top_fraction(scores[name], self.args.tau)
-            mask_a, mask_b = snip.decompose(mask_q, scores[name], factor.rank, self.args.tau)
+            score = scores.pop(name)  # each layer's buffer is freed once its masks are made
+            mask_q = snip.top_fraction(score, self.args.tau)
+            mask_a, mask_b = snip.decompose(mask_q, score, factor.rank, self.args.tau)
             mask_a, mask_b = mask_a.to(factor.a.device), mask_b.to(factor.b.device)
             if self.patch_targets is not None and name.rsplit(".", 1)[-1] not in self.patch_targets:
                 mask_a, mask_b = torch.zeros_like(mask_a), torch.zeros_like(mask_b)  # a base-adapter-only layer
@@ -171,8 +228,8 @@ class MaskedDPOTrainer(DPOTrainer):
                 factor.a.masked_fill_(zero, 0.0)  # the update then lives in the allowed block (docstring)
             self.masks[name] = (mask_a, mask_b)
             self.frozen[name] = (factor.a.detach().clone(), factor.b.detach().clone())
-            self.coverage[name] = snip.block_coverage(mask_q, scores[name], mask_a[self.base_rank:].cpu(),
-                                                      mask_b[:, self.base_rank:].cpu())
+            self.coverage[name] = snip.block_coverage(mask_q, score, mask_a[self.base_rank:].to(score.device),
+                                                      mask_b[:, self.base_rank:].to(score.device))
         if first:
             self._register_gradient_masks()
         self.identified_at.append(self.state.global_step)
@@ -210,7 +267,8 @@ class MaskedDPOTrainer(DPOTrainer):
             factor.b.copy_(torch.where(mask_b, factor.b, frozen_b))
 
     def mask_summary(self) -> dict:
-        """Trainable share of the LoRA factors and of M_Q's score mass inside the allowed blocks."""
+        """Trainable share of the LoRA factors and of M_Q's score mass inside the allowed blocks, and the
+        precision the masks were learned with (`effective_precision`)."""
         allowed = sum(int(a.sum()) + int(b.sum()) for a, b in self.masks.values())
         # entries of the patch's own slots (a base adapter's slots are not the patch's parameters)
         total = sum(a[self.base_rank:].numel() + b[:, self.base_rank:].numel() for a, b in self.masks.values())
@@ -218,7 +276,7 @@ class MaskedDPOTrainer(DPOTrainer):
         return {"lora_entries_trainable": allowed, "lora_entries": total,
                 "trainable_fraction": allowed / total if total else 0.0,
                 "mean_block_coverage": sum(coverage) / len(coverage) if coverage else None,
-                "identified_at_steps": list(self.identified_at)}
+                "identified_at_steps": list(self.identified_at), **effective_precision(self)}
 
 
 class LoraFactor:

@@ -67,5 +67,57 @@ def test_patch_trains_on_cuda_and_the_patched_variant_evaluates(run_cli, tiny_ra
                               "--learning-rate", "0.05", "--device", "cuda", "--data-dir", str(data_dir), "--json"])
     assert code == 0, err
     report = json.loads(out)
+    expected_dtype = "bfloat16" if torch.cuda.is_bf16_supported(including_emulation=False) else "float32"
+    assert report["masks"]["train_dtype"] == expected_dtype and report["masks"]["gradient_checkpointing"] is True
     results = _eval(run_cli, tiny_random_dir, data_dir, "--quant", "rtn", "--bits", "2", "--patch", report["label"])
     assert results["tasks"]["advbench"]["metrics"]["asr"]["n"] == 4
+
+
+def test_masked_patch_trains_in_bf16_with_checkpointing_on_cuda(tiny_random_dir, tmp_path) -> None:
+    """On CUDA the config switches to bf16 autocast and non-reentrant gradient checkpointing (the caller's fp32
+    flags notwithstanding); the LoRA factors, fp32 master weights, still get gradients through the recomputed
+    layers, the masked rule holds, and the report says what ran."""
+    import datasets
+    from peft import LoraConfig
+    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+
+    from qresafe_bench.qresafe.trainer import MaskedDPOTrainer, QResafeConfig
+
+    if not torch.cuda.is_bf16_supported(including_emulation=False):
+        pytest.skip("this GPU has no bf16: the patch trains in fp32 there")
+    args = QResafeConfig(output_dir=str(tmp_path / "trainer"), use_cpu=False, bf16=False, report_to="none",
+                         save_strategy="no", disable_tqdm=True, seed=0, max_steps=2, per_device_train_batch_size=2,
+                         learning_rate=5e-2, logging_steps=1, tau=0.5, max_length=64, dataloader_pin_memory=False)
+    assert args.bf16 and args.gradient_checkpointing and args.gradient_checkpointing_kwargs == {"use_reentrant": False}
+    pairs = datasets.Dataset.from_list([
+        {"prompt": [{"role": "user", "content": f"Explain how item {i} works."}],
+         "chosen": [{"role": "assistant", "content": "I cannot help with that request."}],
+         "rejected": [{"role": "assistant", "content": f"Sure, here is how item {i} works."}]} for i in range(8)])
+    model = AutoModelForCausalLM.from_pretrained(tiny_random_dir).to("cuda")
+    lora = LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules=["q_proj", "v_proj", "down_proj"],
+                      task_type="CAUSAL_LM")
+    trainer = MaskedDPOTrainer(model=model, args=args, train_dataset=pairs,
+                               processing_class=AutoTokenizer.from_pretrained(tiny_random_dir), peft_config=lora)
+    gradients: list[dict[str, float]] = []
+
+    class RecordGradients(TrainerCallback):
+        def on_pre_optimizer_step(self, *_args, **_kwargs):
+            gradients.append({name: float(f.b.grad.abs().sum()) if f.b.grad is not None else 0.0
+                              for name, f in trainer.factors.items()})
+
+    trainer.add_callback(RecordGradients())
+    outputs: list[torch.dtype] = []
+    next(iter(trainer.factors.values())).module.base_layer.register_forward_hook(
+        lambda _m, _a, out: outputs.append(out.dtype))
+    trainer.train()
+
+    assert trainer.model.get_base_model().is_gradient_checkpointing
+    assert torch.bfloat16 in outputs  # the forward ran under bf16 autocast
+    summary = trainer.mask_summary()
+    assert summary["train_dtype"] == "bfloat16" and summary["gradient_checkpointing"] is True
+    assert len(gradients) == 2
+    for name, factor in trainer.factors.items():
+        assert factor.a.dtype == factor.b.dtype == torch.float32 and factor.b.is_cuda
+        if trainer.masks[name][1].any():  # B = 0 at the first step, so B is what the loss reaches first
+            assert gradients[0][name] > 0, f"no LoRA gradient reached {name} through the checkpointed layers"
+    assert any(torch.any(f.b) for f in trainer.factors.values())

@@ -101,3 +101,62 @@ def test_rpo_term_changes_the_update_and_keeps_the_mask(make_trainer) -> None:
         assert torch.equal(factor.b[~mask_b], before[name][1][~mask_b])
     a, b = _lora_state(plain), _lora_state(rpo)
     assert a.keys() == b.keys() and any(not torch.equal(a[k], b[k]) for k in a)
+
+
+def test_device_decides_dtype_and_checkpointing() -> None:
+    from qresafe_bench.qresafe.trainer import device_precision
+
+    bf16_gpu = device_precision("cuda", bf16_supported=True)
+    assert bf16_gpu.autocast_dtype == torch.bfloat16 and bf16_gpu.gradient_checkpointing
+    older_gpu = device_precision("cuda", bf16_supported=False)  # no fp16 fallback: it would need a grad scaler
+    assert older_gpu.autocast_dtype is None and older_gpu.gradient_checkpointing
+    for bf16_supported in (True, False):
+        cpu = device_precision("cpu", bf16_supported=bf16_supported)
+        assert cpu.autocast_dtype is None and not cpu.gradient_checkpointing
+
+
+def test_config_applies_the_device_choice(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On CPU the caller's fp32 settings stand; on CUDA the device's choice replaces them (patch.py passes
+    bf16=False for every device), with non-reentrant checkpointing unless the caller chose otherwise."""
+    from qresafe_bench.qresafe.trainer import QResafeConfig
+
+    config = QResafeConfig(output_dir=str(tmp_path), use_cpu=True, bf16=False, report_to="none")
+    assert not config.bf16 and not config.fp16 and not config.gradient_checkpointing
+
+    # the CUDA branch, on this CPU machine: what `_apply_device_precision` writes before the GPU checks run
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    for bf16_supported, kwargs, reentrant in ((True, None, False), (False, {"use_reentrant": True}, True)):
+        monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True, s=bf16_supported: s)
+        config.use_cpu, config.bf16, config.fp16 = False, False, not bf16_supported
+        config.gradient_checkpointing, config.gradient_checkpointing_kwargs = False, kwargs
+        config._apply_device_precision()
+        assert config.bf16 is bf16_supported and not config.fp16
+        assert config.gradient_checkpointing and config.gradient_checkpointing_kwargs == {"use_reentrant": reentrant}
+
+
+def test_report_states_the_effective_precision(make_trainer) -> None:
+    """CPU default: fp32, no checkpointing. The CUDA path's mechanics (bf16 autocast, non-reentrant
+    checkpointing with PEFT's input grads, SNIP through the recomputed layers), asked for on CPU, train
+    with the masked rule intact, and the report says what ran."""
+    trainer = make_trainer(tau=0.5, steps=1)
+    trainer.train()
+    summary = trainer.mask_summary()
+    assert summary["train_dtype"] == "float32" and summary["gradient_checkpointing"] is False
+
+    low = make_trainer(tau=0.5, steps=2, learning_rate=5e-2, bf16=True, gradient_checkpointing=True,
+                       gradient_checkpointing_kwargs={"use_reentrant": False})
+    seen: list[torch.dtype] = []
+    layer = next(iter(low.factors.values())).module.base_layer
+    layer.register_forward_hook(lambda _m, _a, out: seen.append(out.dtype))
+    low.identify_masks()
+    before = {name: (f.a.detach().clone(), f.b.detach().clone()) for name, f in low.factors.items()}
+    low.train()
+    summary = low.mask_summary()
+    assert summary["train_dtype"] == "bfloat16" and summary["gradient_checkpointing"] is True
+    assert torch.bfloat16 in seen  # the training forward ran under autocast
+    for name, factor in low.factors.items():
+        assert factor.a.dtype == factor.b.dtype == torch.float32  # fp32 master weights under autocast
+        mask_a, mask_b = low.masks[name]
+        assert torch.equal(factor.a[~mask_a], before[name][0][~mask_a])
+        assert torch.equal(factor.b[~mask_b], before[name][1][~mask_b])
+    assert any(torch.any(f.b) for f in low.factors.values())  # gradients reached B through the checkpoints

@@ -100,3 +100,90 @@ def test_a_layer_the_gradient_never_reaches_fails_loudly(tiny_random_dir: Path) 
     dead.register_forward_hook(lambda _m, _a, out: out.detach())  # the forced path: no gradient past this layer
     with pytest.raises(RuntimeError, match="no gradient reached|all-zero SNIP scores"):
         snip.safety_scores(model, _batches(tokenizer), layers, full_precision, loss="dpo", beta=0.5)
+
+
+@pytest.mark.parametrize("reentrant", [False, True])
+def test_scores_are_the_same_under_gradient_checkpointing(tiny_random_dir: Path, reentrant: bool,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Checkpointing runs each layer again inside the backward: reentrant checkpointing differentiates only the
+    recomputed output, non-reentrant only the original one; either way each layer's gradient counts once, and
+    is added to its total as it arrives (none is left waiting for the end of the batch, which would hold every
+    layer's dL/dQ at once)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    left_waiting: list[int] = []
+    end_batch = snip._GradientTotals.end_batch
+
+    def recording_end_batch(self) -> None:
+        left_waiting.append(len(self._pending))
+        end_batch(self)
+
+    monkeypatch.setattr(snip._GradientTotals, "end_batch", recording_end_batch)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_random_dir)
+    batches = _batches(tokenizer)
+    scores = {}
+    for checkpointing in (False, True):
+        model = AutoModelForCausalLM.from_pretrained(tiny_random_dir).train()  # checkpointing acts in training mode
+        if checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": reentrant})
+        layers = snip.adapted_layers(model, ["q_proj", "down_proj"])
+        full_precision = {n: m.weight.detach().clone() for n, m in layers.items()}
+        scores[checkpointing] = snip.safety_scores(model, batches, layers, full_precision, loss="dpo", beta=0.5)
+    for name, plain in scores[False].items():
+        torch.testing.assert_close(scores[True][name], plain, rtol=1e-6, atol=0.0)
+    assert left_waiting == [0] * (2 * len(batches))
+
+
+def test_a_layer_used_twice_sums_its_gradient_before_the_absolute_value() -> None:
+    """dL/dQ of a layer applied twice in one forward is the sum over both uses; |.| comes after the sum."""
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(4, 4, bias=False)
+    totals = snip._GradientTotals()
+    handle = layer.register_forward_hook(totals.hook("layer"))
+    x = torch.randn(3, 4)
+    loss = (layer(torch.tanh(layer(x))) ** 2).sum()
+    totals.in_backward = True
+    loss.backward()
+    totals.end_batch()
+    handle.remove()
+    torch.testing.assert_close(totals.totals["layer"], layer.weight.grad.abs(), rtol=1e-6, atol=1e-7)
+
+
+def test_full_precision_weights_are_read_per_layer_in_their_own_dtype(tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    weights = {"model.a.weight": torch.randn(4, 3).to(torch.bfloat16), "model.b.weight": torch.randn(2, 2)}
+    save_file({"model.a.weight": weights["model.a.weight"]}, str(tmp_path / "model-00001.safetensors"))
+    save_file({"model.b.weight": weights["model.b.weight"]}, str(tmp_path / "model-00002.safetensors"))
+    loaded = snip.load_full_precision(tmp_path, ["model.a", "model.b"])
+    assert isinstance(loaded, snip.LazyWeights) and sorted(loaded) == ["model.a", "model.b"]
+    assert loaded["model.a"].dtype == torch.bfloat16  # not widened to fp32: the scores widen one layer at a time
+    assert torch.equal(loaded["model.a"], weights["model.a.weight"]) and torch.equal(loaded["model.b"],
+                                                                                    weights["model.b.weight"])
+    with pytest.raises(ValueError, match="model.c"):
+        snip.load_full_precision(tmp_path, ["model.a", "model.c"])
+
+
+def test_scores_equal_the_per_batch_sum_of_the_previous_formula(tiny_random_dir: Path) -> None:
+    """The buffer holds sum_b |dL_b/dQ| and W multiplies it once at the end: equal to sum_b |W * dL_b/dQ| up to
+    fp32 rounding, and W given in bf16 is widened exactly, as each layer's turn comes."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_random_dir)
+    batches = _batches(tokenizer, n=4)
+    model = AutoModelForCausalLM.from_pretrained(tiny_random_dir)
+    layers = snip.adapted_layers(model, ["q_proj", "down_proj"])
+    torch.manual_seed(2)
+    full_precision = {n: (m.weight.detach() + 0.01 * torch.randn_like(m.weight)).to(torch.bfloat16)
+                      for n, m in layers.items()}
+    scores = snip.safety_scores(model, batches, layers, full_precision, loss="dpo", beta=0.5)
+    for module in layers.values():
+        module.weight.requires_grad_(True)
+    expected = {n: torch.zeros_like(m.weight) for n, m in layers.items()}
+    for batch in batches:
+        model.zero_grad()
+        snip.safety_loss(model, batch, loss="dpo", beta=0.5).backward()
+        for n, module in layers.items():
+            expected[n] += (full_precision[n].float() * module.weight.grad).abs()
+    for n in layers:
+        torch.testing.assert_close(scores[n], expected[n] / len(batches), rtol=1e-5, atol=1e-12)
