@@ -229,7 +229,7 @@ def train_and_save(request: PatchRequest, base: ResolvedModel, quantized: Resolv
     from trl import DPOTrainer
 
     from . import merge, snip
-    from .trainer import MaskedDPOTrainer, lora_factors
+    from .trainer import MaskedDPOTrainer, effective_precision, lora_factors
 
     recipe, spec = request.recipe, request.spec
     tokenizer = AutoTokenizer.from_pretrained(quantized.location)
@@ -306,6 +306,7 @@ def train_and_save(request: PatchRequest, base: ResolvedModel, quantized: Resolv
                 details["changes_nothing"] = ("the held-out checks kept step 0: no checkpoint improved on the "
                                               "unpatched model within the guard")
     details["hyperparameters"] = effective_hyperparameters(recipe, config, details, request.spec.calib, len(pairs))
+    details["hyperparameters"].update(effective_precision(trainer))  # bf16 + checkpointing on CUDA, fp32 on CPU
     details.update(train_wall_seconds=round(train_seconds, 3), peak_memory_mb=memory.peak_mb,
                    memory_kind=memory.kind, trainable_parameters=trainable,
                    train_loss=round(float(result.training_loss), 6), steps=trainer.state.global_step,

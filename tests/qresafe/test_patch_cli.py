@@ -61,6 +61,7 @@ def test_the_paper_recipe_is_the_default_and_says_when_it_changes_nothing(run_cl
     assert used["patch_tier"] == "benign" and used["n_harmful_prompts"] == 0  # rtn has no calibration tier
     assert used["optimizer_steps"] == -(-report["pairs"] // 8) and used["lr_scheduler"] == "linear"
     assert (used["beta"], used["tau"], used["reidentify_every"], used["lora_r"]) == (0.01, 0.6, 1000, 4)
+    assert (used["train_dtype"], used["gradient_checkpointing"]) == ("float32", False)  # CPU
     assert report["merge"]["changed"] == 0 and "every update rounds away" in report["changes_nothing"]
     assert sum("the patch changes nothing" in line for line in err.splitlines()) == 1
     assert report["label"] == "qresafe-ntier12-gen8-r4"
