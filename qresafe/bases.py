@@ -32,16 +32,25 @@ every LoRA below the layer needs) fails on CPU, because the CPU path permutes `c
 forward kernel while the backward kernel still reads the original layout (a shape error in
 `_dequantize_weight`; tested). `aqlm_trainable_on_cpu` keeps aqlm's forward kernel and supplies the
 backward as grad_output @ W_hat, W_hat decoded from the codes by aqlm's own `_dequantize_weight`.
+
+**Pre-quantized GPTQ / AWQ checkpoints** (the registry's `prequantized:` hub repos, `--calib none`) are refused:
+their int4 weights are packed by the GPTQ/AWQ formats (gptqmodel's layers), while the patch of an integer
+grid trains through compressed-tensors' dequantizing loader and merges back into a compressed-tensors grid
+(merge.py); transformers refuses that loader on such a checkpoint, and merge.py cannot write its packing.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from .config import PatchError
+
+if TYPE_CHECKING:
+    from ..harness.models.resolved import ResolvedModel
 
 REFERENCE_ADAPTER = "ref"  # TRL's DPOTrainer name for the frozen adapter it computes the reference with
 
@@ -194,3 +203,24 @@ def aqlm_trainable_on_cpu(model) -> int:
         layer.gemv_op = _Op(get_forward_pass_kernel(layer.codebooks, False), permuted)
         layer.gemm_op = _Op(get_forward_pass_kernel(layer.codebooks, True), permuted)
     return len(layers)
+
+
+# --- pre-quantized GPTQ / AWQ: refused ------------------------------------------------------------------
+PACKED_FORMATS: tuple[str, ...] = ("gptq", "awq")  # config.json `quant_method` of the GPTQ/AWQ packings
+
+
+class PackedBaseError(PatchError):
+    """A quantized model whose weights the patch can neither train through nor merge into (one line)."""
+
+
+def refuse_packed_base(quantized: ResolvedModel) -> None:
+    """Refuse a quantized model whose local config.json declares a GPTQ or AWQ packing (a pre-quantized hub
+    checkpoint, resolved to its snapshot), before any pair is generated for it or any model loaded."""
+    from ..harness.generation.backends import checkpoint_format
+
+    method = checkpoint_format(quantized.location)[0]
+    if method in PACKED_FORMATS:
+        raise PackedBaseError(
+            f"{quantized.name}: a pre-quantized {method.upper()} checkpoint cannot be patched: its weights are in "
+            f"the {method} packing, and the patch trains through and merges into compressed-tensors grids only; "
+            "patch a variant quantized here instead (any --calib but none)")

@@ -159,10 +159,26 @@ def _adapter_rank(adapter: str) -> int:
                            "vLLM needs it to reserve max_lora_rank") from None
 
 
+# What transformers 5.17 imports to load a pre-quantized checkpoint of each format (quantizer_gptq.py and
+# quantizer_awq.py): gptqmodel holds the packed-int4 layers and their CPU and GPU kernels for both formats.
+PREQUANTIZED_LIBRARIES: dict[str, tuple[str, ...]] = {"gptq": ("gptqmodel", "optimum"), "awq": ("gptqmodel",)}
+
+
+def check_prequantized_libraries(model: ResolvedModel) -> None:
+    """A GPTQ or AWQ checkpoint is refused before it loads when a library transformers needs for it is missing."""
+    method = checkpoint_format(model.location)[0]
+    missing = [name for name in PREQUANTIZED_LIBRARIES.get(method or "", ()) if importlib.util.find_spec(name) is None]
+    if missing:
+        raise BackendError(f"{model.name}: {method} weights need {' and '.join(missing)} to load in transformers: "
+                           "pip install 'qresafe-bench[prequantized]'")
+
+
 def make_lm(model: ResolvedModel, settings: BackendSettings) -> LM:
     from lm_eval.api.registry import get_model
 
     name, args = lm_eval_model_args(model, settings)
+    if name == "hf":
+        check_prequantized_libraries(model)
     if name == "hf" and args.get("device", "cpu") == "cpu" and checkpoint_format(model.location)[0] == "aqlm":
         from ..quantize import _cpu
 
@@ -171,7 +187,13 @@ def make_lm(model: ResolvedModel, settings: BackendSettings) -> LM:
         from . import vllm_cpu  # a no-op unless the installed vLLM is the CPU build
 
         args = vllm_cpu.prepare(args)
-    return get_model(name).create_from_arg_obj(args)
+    import contextlib
+    import sys
+
+    # gptqmodel (GPTQ/AWQ checkpoints) prints its banner and kernel choices to stdout while the model loads;
+    # stdout carries the results (--json)
+    with contextlib.redirect_stdout(sys.stderr):
+        return get_model(name).create_from_arg_obj(args)
 
 
 def fold_system_turn(chat_history: list[dict[str, str]]) -> list[dict[str, str]]:
