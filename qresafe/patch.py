@@ -120,6 +120,9 @@ def run_patch(request: PatchRequest, *, home: Path, log: Callable[[str], None] =
         raise PatchRefused(read_json(refusal)["reason"])
     quantized = resolve(request.spec, cache_root=home, data_dir=request.data_dir, models_file=request.models_file,
                         log=log)
+    from .bases import refuse_packed_base
+
+    refuse_packed_base(quantized)  # a publisher's GPTQ/AWQ packing: before any pair is generated
 
     try:
         pairs, dropped, n_prompts = preference_pairs(request, base, quantized, home=home, log=log,

@@ -54,3 +54,22 @@ def test_the_grid_loader_cannot_read_a_packed_checkpoint(method: str, tmp_path: 
     with pytest.raises(ValueError, match="but you are passing a CompressedTensorsConfig"):
         AutoModelForCausalLM.from_pretrained(model.location, use_safetensors=True,
                                              quantization_config=CompressedTensorsConfig(dequantize=True))
+
+
+def test_run_patch_refuses_a_packed_checkpoint_before_any_pair(tmp_path: Path, monkeypatch) -> None:
+    from qresafe_bench.harness.core.spec import VariantSpec
+    from qresafe_bench.qresafe import patch
+
+    packed = _checkpoint(tmp_path / "awq", DECLARED["awq"])
+    base = ResolvedModel(name="llama2-7b", location=str(tmp_path), source="hub", dtype="float16")
+    monkeypatch.setattr(patch, "resolve_base", lambda *a, **k: base)
+    monkeypatch.setattr(patch, "resolve", lambda *a, **k: packed)
+
+    def no_pairs(*_a, **_k):
+        raise AssertionError("pairs generated for a checkpoint the patch cannot train")
+
+    monkeypatch.setattr(patch, "preference_pairs", no_pairs)
+    request = patch.PatchRequest(spec=VariantSpec("llama2-7b", "awq", 4, "none"))
+    with pytest.raises(PackedBaseError):
+        patch.run_patch(request, home=tmp_path / "home", log=lambda _m: None)
+    assert not (tmp_path / "home" / "variants").exists()
