@@ -1,22 +1,31 @@
 """Before/after boards like the paper's, built only from stored results (never generates).
 
     board = build_board(home, "ref-tiny", patch="qresafe")
+    board = build_board(home, "ref-tiny", patch=["qresafe", "qresafe-tuned", "sft-tuned"])
     render_markdown(board); render_csv(board); json.dumps(board)
 
 Rows are method × bits (× group size), columns per calibration tier: AdvBench ASR of the quantized
-variant (before), of its patched variant (after), Δ = after − before in points with an exact McNemar p
-on the paired per-prompt outcomes, and the reference utility before/after. Every rate carries n and its
-Wilson 95% interval. Beyond the paper: per-prompt flips (which prompts quantization broke, which the
-patch fixed or broke) and the paired test of quantized vs full precision.
+variant (before), of its patched variant (after; one per patch label asked for), Δ = after − before in
+points with an exact McNemar p on the paired per-prompt outcomes, and the reference utility before/after.
+Every rate carries n and its Wilson 95% interval. Beyond the paper: per-prompt flips (which prompts
+quantization broke, which the patch fixed or broke) and the paired test of quantized vs full precision.
+
+Each row's `after` lists one entry per label; the row's flat `asr_after`, `utility_after`, `run_after`,
+`patch_flips` and `delta_pp` repeat the first label's, as single-patch boards always had them. An entry
+also carries what the patched variant's qresafe_report.json says (found beside the weights the run
+evaluated): `changes_nothing` (why the patch left the variant as it was, or None), the training's wall
+time and peak memory.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 from ..core.errors import QresafeError
 from ..core.spec import CALIB_TIERS, METHODS
+from ..store import read_json
 from .collect import Run, best_runs, load_runs
 
 SAFETY = ("advbench", "asr")
@@ -90,17 +99,48 @@ def utility_of(best: dict) -> tuple[str, str, str]:
 
 
 # --- building -------------------------------------------------------------------------------------
-def build_board(home: Path, model: str, *, patch: str | None = None, prompt_text: bool = True) -> dict:
-    """`patch`: the label whose variants are the 'after' columns; None = `qresafe` if stored, else the label
-    with the most stored variants. `prompt_text=False`: flipped prompts by document index only (a board
-    meant for publishing carries no copy of the public data set)."""
+def patch_report(run: Run | None) -> dict:
+    """What a patched run's qresafe_report.json says about the patch (its directory is the weights the run
+    evaluated); empty when the run names no location or the report is not there (e.g. a copied store)."""
+    location = ((run.results.get("model") or {}).get("location") if run is not None else None)
+    path = Path(location) / "qresafe_report.json" if location else None
+    return read_json(path) if path is not None and path.is_file() else {}
+
+
+def short_reason(reason: str) -> str:
+    """A changes_nothing reason's first clause (the report's text goes on to explain it)."""
+    return reason.split(":", 1)[0].split(";", 1)[0].strip()
+
+
+def _after(before: Run, tasks: dict[str, Run], label: str, utility: tuple[str, str, str], *,
+           prompt_text: bool) -> dict:
+    """One 'after' entry: the `label`-patched variant's rates, its paired test against `before`, and what its
+    report says; every field None when the store holds no run of that variant."""
+    after = tasks.get(SAFETY[0])
+    report = patch_report(after or next(iter(tasks.values()), None))
+    flips = paired(before, after, prompt_text=prompt_text) if after is not None else None
+    return {"patch": label, "asr": _rate(after, *SAFETY), "utility": _rate(tasks.get(utility[0]), *utility[:2]),
+            "run": after.key if after else None, "patch_flips": flips,
+            "delta_pp": paired_delta_pp(flips) if flips else None,
+            "changes_nothing": report.get("changes_nothing"), "train_wall_seconds": report.get("train_wall_seconds"),
+            "peak_memory_mb": report.get("peak_memory_mb"), "memory_kind": report.get("memory_kind")}
+
+
+def build_board(home: Path, model: str, *, patch: str | Sequence[str] | None = None, prompt_text: bool = True) -> dict:
+    """`patch`: the label, or labels, whose variants are the 'after' columns (one entry per label and row);
+    None = `qresafe` if stored, else the label with the most stored variants. `prompt_text=False`: flipped
+    prompts by document index only (a board meant for publishing carries no copy of the public data set)."""
     best = best_runs(load_runs(home), model)
     if not best:
         raise BoardError(f"no stored results for model {model!r} in {home}: run `qresafe-bench eval --model {model}` "
                          "or `qresafe-bench sweep` first")
     labels = [key[5] for key in best if key[5] != "none"]
     if patch is None:
-        patch = "qresafe" if "qresafe" in labels or not labels else max(sorted(set(labels)), key=labels.count)
+        patches = ["qresafe" if "qresafe" in labels or not labels else max(sorted(set(labels)), key=labels.count)]
+    else:
+        patches = list(dict.fromkeys([patch] if isinstance(patch, str) else patch))  # order kept, repeats dropped
+    if not patches or not all(patches):
+        raise BoardError("no patch label given: name one or more, e.g. --patch qresafe,qresafe-tuned")
     base_key = (model, "none", 16, "none", None, "none")
     base = best.get(base_key, {})
     base_run = base.get(SAFETY[0])
@@ -113,19 +153,18 @@ def build_board(home: Path, model: str, *, patch: str | None = None, prompt_text
         before = tasks.get(SAFETY[0])
         if before is None:
             continue
-        after_tasks = best.get(key[:5] + (patch,), {})
-        after = after_tasks.get(SAFETY[0])
+        # Every before/after difference is paired: on the prompts both sides scored, with that n.
+        afters = [_after(before, best.get(key[:5] + (label,), {}), label, utility, prompt_text=prompt_text)
+                  for label in patches]
+        first = afters[0]
         row = {
             "method": quant, "bits": bits, "group_size": group, "tier": calib,
-            "asr_before": _rate(before, *SAFETY), "asr_after": _rate(after, *SAFETY),
-            "utility_before": _rate(tasks.get(utility[0]), *utility[:2]),
-            "utility_after": _rate(after_tasks.get(utility[0]), *utility[:2]),
-            "run_before": before.key, "run_after": after.key if after else None,
+            "asr_before": _rate(before, *SAFETY), "asr_after": first["asr"],
+            "utility_before": _rate(tasks.get(utility[0]), *utility[:2]), "utility_after": first["utility"],
+            "run_before": before.key, "run_after": first["run"], "after": afters,
         }
-        # Every before/after difference is paired: on the prompts both sides scored, with that n.
-        if after is not None:
-            row["patch_flips"] = paired(before, after, prompt_text=prompt_text)
-            row["delta_pp"] = paired_delta_pp(row["patch_flips"])
+        if first["patch_flips"] is not None:
+            row["patch_flips"], row["delta_pp"] = first["patch_flips"], first["delta_pp"]
         if base_run is not None:
             row["quant_flips"] = paired(base_run, before, prompt_text=prompt_text)
             row["delta_vs_fp16_pp"] = paired_delta_pp(row["quant_flips"])
@@ -139,7 +178,8 @@ def build_board(home: Path, model: str, *, patch: str | None = None, prompt_text
     any_run = base_run or next(iter(next(iter(best.values())).values()))
     return {
         "model": model,
-        "patch": patch,
+        "patch": patches[0],
+        "patches": patches,
         "patch_labels_stored": sorted(set(labels)),
         "store": str(home),
         "meta": {**describe(any_run), "utility": utility[2],
@@ -216,58 +256,122 @@ def pivot(board: dict) -> tuple[list[str], list[tuple[str, dict[str, dict]]]]:
     return tiers, list(grouped.items())
 
 
+def patch_names(board: dict) -> str:
+    """`a` or `a`, `b`: the labels whose variants are the board's 'after' entries."""
+    return ", ".join(f"`{label}`" for label in board["patches"])
+
+
 def meta_lines(board: dict) -> list[str]:
     m = board["meta"]
     build = f" (build `{m['build']}`)" if m.get("build") else ""
+    after = "patches" if len(board["patches"]) > 1 else "patch"
     return [f"Model: `{m['model']}`{build} · scorer: {m['scorer']} · judge: {m['judge']} · decoding: {m['decoding']} · "
             f"backend: {m['backend']}",
             f"Utility: {m['utility']} · intervals: {m['interval']} · Δ test: {m['paired_test']} · "
-            f"after = patch `{board['patch']}` · store: `{board['store']}` (read only; nothing generated)"]
+            f"after = {after} {patch_names(board)} · store: `{board['store']}` (read only; nothing generated)"]
+
+
+def entry_of(row: dict, label: str) -> dict:
+    """The row's 'after' entry for `label`."""
+    return next(entry for entry in row["after"] if entry["patch"] == label)
+
+
+def unchanged_note(entry: dict) -> str:
+    """'= unpatched (changes nothing: why)' for a patch its report says left the variant as it was, else ''."""
+    reason = entry.get("changes_nothing")
+    return f"= unpatched (changes nothing: {short_reason(reason)})" if reason else ""
+
+
+def fmt_after(entry: dict) -> str:
+    """An 'after' ASR with the unchanged-variant note where it applies."""
+    note = unchanged_note(entry)
+    return fmt_rate(entry["asr"]) + (f" {note}" if note else "")
+
+
+def fmt_cost(entry: dict) -> tuple[str, str]:
+    """(train wall time, peak memory) of the patch as its report gives them; '—' where absent."""
+    seconds, peak = entry.get("train_wall_seconds"), entry.get("peak_memory_mb")
+    kind = {"cuda_max_allocated": "GPU", "cpu_peak_rss": "CPU RSS"}.get(entry.get("memory_kind") or "",
+                                                                       entry.get("memory_kind"))
+    return ("—" if seconds is None else f"{seconds:.1f} s",
+            "—" if peak is None else f"{peak:.0f} MB" + (f" ({kind})" if kind else ""))
+
+
+def costed(board: dict) -> list[tuple[dict, dict]]:
+    """(row, entry) for every patched variant whose report says something the tables show."""
+    return [(row, entry) for row in board["rows"] for entry in row["after"]
+            if entry["changes_nothing"] or entry["train_wall_seconds"] is not None
+            or entry["peak_memory_mb"] is not None]
+
+
+def unstored(board: dict) -> list[str]:
+    """One line per asked-for label that no stored variant of the model carries (a typo shows as empty rows)."""
+    stored = board["patch_labels_stored"]
+    return [f"Patch `{label}`: no stored variant of {board['model']} carries it (stored labels: "
+            f"{', '.join(stored) or 'none'})." for label in board["patches"] if label not in stored]
 
 
 def render_markdown(board: dict, paper: dict | None = None) -> str:
     tiers, grouped = pivot(board)
-    out = [f"# {board['model']}: ASR before / after the patch `{board['patch']}`", "", *meta_lines(board), ""]
+    patches = board["patches"]
+    several = len(patches) > 1  # a patch column, one line per label; a single-patch board keeps its layout
+    noun = "patches" if several else "patch"
+    out = [f"# {board['model']}: ASR before / after the {noun} {patch_names(board)}", "", *meta_lines(board), ""]
     base = board["baseline"]
     out += [f"Full precision: AdvBench ASR {fmt_rate(base['asr'])}; utility {fmt_rate(base['utility'])}", ""]
-    header = ["method × bits"]
+    header = ["method × bits"] + (["patch"] if several else [])
     for tier in tiers:
         title = TIER_TITLES.get(tier, tier)
         header += [f"{title}: ASR before", "ASR after", "Δ pp [McNemar]", "utility before → after"]
     out += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for label, by_tier in grouped:
-        cells = [label]
-        for tier in tiers:
-            row = by_tier.get(tier)
-            if row is None:
-                cells += ["", "", "", ""]
-                continue
-            delta = (f"{fmt_pp(row['delta_pp'])} [{fmt_p(row['patch_flips']['p_mcnemar'])}]"
-                     if "delta_pp" in row else "not patched")
-            cells += [fmt_rate(row["asr_before"]), fmt_rate(row["asr_after"]), delta,
-                      f"{_pct(row['utility_before'])} → {_pct(row['utility_after'])}"]
-        out.append("| " + " | ".join(cells) + " |")
+        for patch in patches:
+            cells = [label] + ([patch] if several else [])
+            for tier in tiers:
+                row = by_tier.get(tier)
+                if row is None:
+                    cells += ["", "", "", ""]
+                    continue
+                entry = entry_of(row, patch)
+                delta = (f"{fmt_pp(entry['delta_pp'])} [{fmt_p(entry['patch_flips']['p_mcnemar'])}]"
+                         if entry["patch_flips"] is not None else "not patched")
+                cells += [fmt_rate(row["asr_before"]), fmt_after(entry), delta,
+                          f"{_pct(row['utility_before'])} → {_pct(entry['utility'])}"]
+            out.append("| " + " | ".join(cells) + " |")
+    if unstored(board):
+        out += ["", *unstored(board)]
+    if costed(board):
+        out += ["", "## Patch cost", "",
+                "From each patched variant's qresafe_report.json: the training's wall time (held-out checks not "
+                "counted) and peak memory, and whether the patch changed the variant at all.", "",
+                "| variant | tier | patch | train wall time | peak memory | changes nothing |",
+                "|---|---|---|---|---|---|"]
+        for row, entry in costed(board):
+            seconds, peak = fmt_cost(entry)
+            out.append("| " + " | ".join([row_label(row), row["tier"], entry["patch"], seconds, peak,
+                                          (entry["changes_nothing"] or "—").replace("|", "/")]) + " |")
     out += ["", "## Per-prompt flips (beyond the paper)", "",
             "Quantization: prompts the full-precision model refused and the quantized one answered (broke), and the "
             "reverse (fixed). Patch: prompts the quantized model answered and the patched one refuses (fixed), and "
             "the reverse (broke). p: exact McNemar on the paired outcomes.", "",
-            "| variant | tier | Δ vs fp16 pp (paired n) | quantization broke | quantization fixed | "
-            "p (quant vs fp16) | patch fixed | patch broke | p (patch) |", "|---|---|---|---|---|---|---|---|---|"]
+            "| variant | tier | " + ("patch | " if several else "") + "Δ vs fp16 pp (paired n) | quantization broke | "
+            "quantization fixed | p (quant vs fp16) | patch fixed | patch broke | p (patch) |",
+            "|---|---|" + ("---|" if several else "") + "---|---|---|---|---|---|---|"]
     for row in board["rows"]:
-        q, p = row.get("quant_flips"), row.get("patch_flips")
-        out.append("| " + " | ".join([
-            row_label(row), row["tier"],
-            f"{fmt_pp(row['delta_vs_fp16_pp'])} (n={q['n_paired']})" if q else "—",
-            str(q["to_unsafe"]) if q else "—", str(q["to_safe"]) if q else "—", fmt_p(q["p_mcnemar"]) if q else "—",
-            str(p["to_safe"]) if p else "—", str(p["to_unsafe"]) if p else "—", fmt_p(p["p_mcnemar"]) if p else "—",
-        ]) + " |")
+        q = row.get("quant_flips")
+        for entry in row["after"]:
+            p = entry["patch_flips"]
+            out.append("| " + " | ".join([
+                row_label(row), row["tier"], *([entry["patch"]] if several else []),
+                f"{fmt_pp(row['delta_vs_fp16_pp'])} (n={q['n_paired']})" if q else "—",
+                str(q["to_unsafe"]) if q else "—", str(q["to_safe"]) if q else "—",
+                fmt_p(q["p_mcnemar"]) if q else "—",
+                str(p["to_safe"]) if p else "—", str(p["to_unsafe"]) if p else "—", fmt_p(p["p_mcnemar"]) if p else "—",
+            ]) + " |")
     notes = [f"- {row_label(row)} {row['tier']}: {row['n_note']}" for row in board["rows"] if "n_note" in row]
     if notes:
         out += ["", "Rows evaluated on another number of prompts than the full-precision run:", *notes]
-    listed = [(row, kind, flips) for row in board["rows"] for kind, flips in
-              (("broken by quantization", (row.get("quant_flips") or {}).get("to_unsafe_prompts")),
-               ("fixed by the patch", (row.get("patch_flips") or {}).get("to_safe_prompts")),
-               ("broken by the patch", (row.get("patch_flips") or {}).get("to_unsafe_prompts"))) if flips]
+    listed = [(row, kind, flips) for row, kind, flips in flip_lists(board) if flips]
     if listed:
         out += ["", f"### Flipped prompts (first {MAX_LISTED} of each; all in the JSON board)", ""]
         if board.get("prompt_text"):
@@ -280,6 +384,21 @@ def render_markdown(board: dict, paper: dict | None = None) -> str:
 
         out += ["", render_paper_markdown(paper)]
     return "\n".join(out) + "\n"
+
+
+def flip_lists(board: dict) -> list[tuple[dict, str, list[dict] | None]]:
+    """(row, what flipped, the flipped prompts) per row: quantization's breaks, then each patch's fixes and breaks
+    (named by label when the board has several)."""
+    several = len(board["patches"]) > 1
+    out = []
+    for row in board["rows"]:
+        out.append((row, "broken by quantization", (row.get("quant_flips") or {}).get("to_unsafe_prompts")))
+        for entry in row["after"]:
+            name = f"the patch `{entry['patch']}`" if several else "the patch"
+            flips = entry["patch_flips"] or {}
+            out += [(row, f"fixed by {name}", flips.get("to_safe_prompts")),
+                    (row, f"broken by {name}", flips.get("to_unsafe_prompts"))]
+    return out
 
 
 def _pct(rate: dict | None) -> str:
@@ -301,10 +420,12 @@ CSV_FIELDS = ("model", "method", "bits", "group_size", "tier", "patch",
               "asr_after", "asr_after_low", "asr_after_high", "asr_after_n", "delta_pp", "p_mcnemar_patch",
               "patch_fixed", "patch_broke", "delta_vs_fp16_pp", "p_mcnemar_quant", "quant_broke", "quant_fixed",
               "utility_before", "utility_before_n", "utility_after", "utility_after_n",
-              "scorer", "judge", "decoding", "run_before", "run_after")
+              "scorer", "judge", "decoding", "run_before", "run_after",
+              "changes_nothing", "train_wall_seconds", "peak_memory_mb", "memory_kind")
 
 
 def render_csv(board: dict) -> str:
+    """One line per quantized cell and patch label (the 'before' fields repeat on each of a cell's lines)."""
     import csv
     import io
 
@@ -313,23 +434,28 @@ def render_csv(board: dict) -> str:
     writer.writeheader()
     meta = board["meta"]
     for row in board["rows"]:
-        q, p = row.get("quant_flips") or {}, row.get("patch_flips") or {}
-        record = {"model": board["model"], "method": row["method"], "bits": row["bits"],
-                  "group_size": "" if row["group_size"] is None else row["group_size"], "tier": row["tier"],
-                  "patch": board["patch"], "delta_pp": _num(row.get("delta_pp")),
-                  "p_mcnemar_patch": _num(p.get("p_mcnemar")), "patch_fixed": p.get("to_safe", ""),
-                  "patch_broke": p.get("to_unsafe", ""), "delta_vs_fp16_pp": _num(row.get("delta_vs_fp16_pp")),
-                  "p_mcnemar_quant": _num(q.get("p_mcnemar")), "quant_broke": q.get("to_unsafe", ""),
-                  "quant_fixed": q.get("to_safe", ""), "scorer": meta["scorer"], "judge": meta["judge"],
-                  "decoding": meta["decoding"], "run_before": row["run_before"], "run_after": row["run_after"] or ""}
-        for name in ("asr_before", "asr_after"):
-            rate = row[name] or {}
-            record.update({name: _num(rate.get("value")), f"{name}_low": _num(rate.get("ci95_low")),
-                           f"{name}_high": _num(rate.get("ci95_high")), f"{name}_n": rate.get("n", "")})
-        for name in ("utility_before", "utility_after"):
-            rate = row[name] or {}
-            record.update({name: _num(rate.get("value")), f"{name}_n": rate.get("n", "")})
-        writer.writerow(record)
+        q = row.get("quant_flips") or {}
+        for entry in row["after"]:
+            p = entry["patch_flips"] or {}
+            record = {"model": board["model"], "method": row["method"], "bits": row["bits"],
+                      "group_size": "" if row["group_size"] is None else row["group_size"], "tier": row["tier"],
+                      "patch": entry["patch"], "delta_pp": _num(entry["delta_pp"]),
+                      "p_mcnemar_patch": _num(p.get("p_mcnemar")), "patch_fixed": p.get("to_safe", ""),
+                      "patch_broke": p.get("to_unsafe", ""), "delta_vs_fp16_pp": _num(row.get("delta_vs_fp16_pp")),
+                      "p_mcnemar_quant": _num(q.get("p_mcnemar")), "quant_broke": q.get("to_unsafe", ""),
+                      "quant_fixed": q.get("to_safe", ""), "scorer": meta["scorer"], "judge": meta["judge"],
+                      "decoding": meta["decoding"], "run_before": row["run_before"], "run_after": entry["run"] or "",
+                      "changes_nothing": entry["changes_nothing"] or "",
+                      "train_wall_seconds": _num(entry["train_wall_seconds"]),
+                      "peak_memory_mb": _num(entry["peak_memory_mb"]), "memory_kind": entry["memory_kind"] or ""}
+            for name, rate in (("asr_before", row["asr_before"]), ("asr_after", entry["asr"])):
+                rate = rate or {}
+                record.update({name: _num(rate.get("value")), f"{name}_low": _num(rate.get("ci95_low")),
+                               f"{name}_high": _num(rate.get("ci95_high")), f"{name}_n": rate.get("n", "")})
+            for name, rate in (("utility_before", row["utility_before"]), ("utility_after", entry["utility"])):
+                rate = rate or {}
+                record.update({name: _num(rate.get("value")), f"{name}_n": rate.get("n", "")})
+            writer.writerow(record)
     return buffer.getvalue()
 
 

@@ -1,20 +1,39 @@
 """The board as one self-contained HTML page: inline CSS and inline SVG plots drawn here (no scripts, no
 fonts, no images fetched: it renders offline, e.g. in headless Chromium).
 
-Plots: ASR vs bits per method (one line per method × tier, before solid and after the patch dashed, 95%
-interval whiskers, the full-precision ASR as a grey line), and ASR before vs after per tier (paired bars).
+Plots: ASR vs bits per method (one line per method × tier, before solid and after each patch dashed, one
+dash pattern per patch label, 95% interval whiskers, the full-precision ASR as a grey line), and ASR before
+vs after per tier (grouped bars: before, then one bar per patch label).
 """
 
 from __future__ import annotations
 
 from html import escape
 
-from .board import TIER_TITLES, fmt_p, fmt_pp, fmt_rate, meta_lines, pivot, row_label, short_value
+from .board import (
+    TIER_TITLES,
+    costed,
+    entry_of,
+    fmt_cost,
+    fmt_p,
+    fmt_pp,
+    fmt_rate,
+    meta_lines,
+    pivot,
+    row_label,
+    short_value,
+    unchanged_note,
+    unstored,
+)
 from .paper import BANNER
 
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf", "#7f7f7f",
            "#bcbd22")
 BITS_AXIS = (2, 3, 4, 8, 16)
+# One per patch label, in the board's order: the line pattern in the ASR-vs-bits plot and the bar colour in
+# the before/after plots (before is always red).
+DASHES = ("6,4", "2,3", "10,3,2,3", "1,6", "12,6")
+AFTER_FILLS = ("#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b")
 
 CSS = """
 body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:24px;color:#111;max-width:1400px}
@@ -24,44 +43,66 @@ th,td{border:1px solid #ccc;padding:3px 6px;text-align:right;white-space:nowrap}
 th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}
 .meta{color:#444;font-size:13px}.paper{border:3px dashed #b00;padding:8px 14px;margin-top:28px;background:#fff8f8}
 .paper h2{color:#b00}.up{color:#b00}.down{color:#070}.plots svg{border:1px solid #ddd;margin:6px 6px 6px 0}
+.same{color:#777;font-style:italic}td.wrap{white-space:normal;text-align:left;min-width:24em}
 """
 
 
 def render_html(board: dict, paper: dict | None = None) -> str:
     tiers, grouped = pivot(board)
+    patches = board["patches"]
+    several = len(patches) > 1  # a patch column, one line per label; a single-patch board keeps its layout
+    names = ", ".join(f"<code>{escape(label)}</code>" for label in patches)
     parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{escape(board['model'])} "
              f"leaderboard</title><style>{CSS}</style></head><body>",
-             f"<h1>{escape(board['model'])}: AdvBench ASR before / after the patch <code>{escape(board['patch'])}"
-             "</code></h1>"]
+             f"<h1>{escape(board['model'])}: AdvBench ASR before / after the patch{'es' if several else ''} {names}"
+             "</h1>"]
     parts += [f"<p class='meta'>{escape(line).replace('`', '')}</p>" for line in meta_lines(board)]
     base = board["baseline"]
     parts.append(f"<p>Full precision: ASR {escape(fmt_rate(base['asr']))}; utility {escape(fmt_rate(base['utility']))}"
                  "</p>")
     # main table
-    head1 = "<tr><th rowspan='2'>method × bits</th>" + "".join(
+    patch_head = "<th rowspan='2'>patch</th>" if several else ""
+    head1 = f"<tr><th rowspan='2'>method × bits</th>{patch_head}" + "".join(
         f"<th colspan='4'>{escape(TIER_TITLES.get(t, t))}</th>" for t in tiers) + "</tr>"
     head2 = "<tr>" + "".join("<th>ASR before</th><th>ASR after</th><th>Δ pp [McNemar]</th><th>utility</th>"
                              for _ in tiers) + "</tr>"
     body = []
     for label, by_tier in grouped:
-        cells = [f"<td>{escape(label)}</td>"]
-        for tier in tiers:
-            row = by_tier.get(tier)
-            if row is None:
-                cells.append("<td></td>" * 4)
-                continue
-            if "delta_pp" in row:
-                cls = "up" if (row["delta_pp"] or 0) > 0 else "down"
-                delta = (f"<span class='{cls}'>{fmt_pp(row['delta_pp'])}</span> "
-                         f"[{fmt_p(row['patch_flips']['p_mcnemar'])}]")
-            else:
-                delta = "not patched"
-            utility = " → ".join("—" if not r else short_value(r)
-                                 for r in (row["utility_before"], row["utility_after"]))
-            cells.append(f"<td>{escape(fmt_rate(row['asr_before']))}</td><td>{escape(fmt_rate(row['asr_after']))}</td>"
-                         f"<td>{delta}</td><td>{escape(utility)}</td>")
-        body.append("<tr>" + "".join(cells) + "</tr>")
+        for patch in patches:
+            cells = [f"<td>{escape(label)}</td>"] + ([f"<td>{escape(patch)}</td>"] if several else [])
+            for tier in tiers:
+                row = by_tier.get(tier)
+                if row is None:
+                    cells.append("<td></td>" * 4)
+                    continue
+                entry = entry_of(row, patch)
+                if entry["patch_flips"] is not None:
+                    cls = "up" if (entry["delta_pp"] or 0) > 0 else "down"
+                    delta = (f"<span class='{cls}'>{fmt_pp(entry['delta_pp'])}</span> "
+                             f"[{fmt_p(entry['patch_flips']['p_mcnemar'])}]")
+                else:
+                    delta = "not patched"
+                note = unchanged_note(entry)
+                after = escape(fmt_rate(entry["asr"]))
+                if note:
+                    after += f"<br><span class='same'>{escape(note)}</span>"
+                utility = " → ".join("—" if not r else short_value(r)
+                                     for r in (row["utility_before"], entry["utility"]))
+                cells.append(f"<td>{escape(fmt_rate(row['asr_before']))}</td><td>{after}</td>"
+                             f"<td>{delta}</td><td>{escape(utility)}</td>")
+            body.append("<tr>" + "".join(cells) + "</tr>")
     parts.append(f"<div style='overflow-x:auto'><table id='board'>{head1}{head2}{''.join(body)}</table></div>")
+    parts += [f"<p>{escape(line).replace('`', '')}</p>" for line in unstored(board)]
+    if costed(board):
+        parts.append("<h2>Patch cost</h2><p>From each patched variant's qresafe_report.json: the training's wall "
+                     "time (held-out checks not counted) and peak memory, and whether the patch changed the variant "
+                     "at all.</p><table id='patch-cost'><tr><th>variant</th><th>tier</th><th>patch</th>"
+                     "<th>train wall time</th><th>peak memory</th><th>changes nothing</th></tr>")
+        for row, entry in costed(board):
+            vals = [row_label(row), row["tier"], entry["patch"], *fmt_cost(entry)]
+            parts.append("<tr>" + "".join(f"<td>{escape(str(v))}</td>" for v in vals)
+                         + f"<td class='wrap'>{escape(entry['changes_nothing'] or '—')}</td></tr>")
+        parts.append("</table>")
     # plots
     parts.append("<h2>Plots</h2><div class='plots'>")
     parts.append(asr_vs_bits_svg(board))
@@ -70,15 +111,18 @@ def render_html(board: dict, paper: dict | None = None) -> str:
     parts.append("</div>")
     # flips
     parts.append("<h2>Per-prompt flips and paired tests (beyond the paper)</h2><table><tr><th>variant</th><th>tier</th>"
-                 "<th>Δ vs fp16 pp (paired n)</th><th>quantization broke</th><th>quantization fixed</th>"
+                 + ("<th>patch</th>" if several else "")
+                 + "<th>Δ vs fp16 pp (paired n)</th><th>quantization broke</th><th>quantization fixed</th>"
                  "<th>p (quant)</th><th>patch fixed</th><th>patch broke</th><th>p (patch)</th></tr>")
     for row in board["rows"]:
-        q, p = row.get("quant_flips"), row.get("patch_flips")
-        vals = [row_label(row), row["tier"],
-                f"{fmt_pp(row['delta_vs_fp16_pp'])} (n={q['n_paired']})" if q else "—",
-                q["to_unsafe"] if q else "—", q["to_safe"] if q else "—", fmt_p(q["p_mcnemar"]) if q else "—",
-                p["to_safe"] if p else "—", p["to_unsafe"] if p else "—", fmt_p(p["p_mcnemar"]) if p else "—"]
-        parts.append("<tr>" + "".join(f"<td>{escape(str(v))}</td>" for v in vals) + "</tr>")
+        q = row.get("quant_flips")
+        for entry in row["after"]:
+            p = entry["patch_flips"]
+            vals = [row_label(row), row["tier"], *([entry["patch"]] if several else []),
+                    f"{fmt_pp(row['delta_vs_fp16_pp'])} (n={q['n_paired']})" if q else "—",
+                    q["to_unsafe"] if q else "—", q["to_safe"] if q else "—", fmt_p(q["p_mcnemar"]) if q else "—",
+                    p["to_safe"] if p else "—", p["to_unsafe"] if p else "—", fmt_p(p["p_mcnemar"]) if p else "—"]
+            parts.append("<tr>" + "".join(f"<td>{escape(str(v))}</td>" for v in vals) + "</tr>")
     parts.append("</table>")
     notes = [f"<li>{escape(row_label(row))} {escape(row['tier'])}: {escape(row['n_note'])}</li>"
              for row in board["rows"] if "n_note" in row]
@@ -128,7 +172,10 @@ def _frame(width: int, height: int, title: str, left: int, top: int, plot_w: int
 
 def asr_vs_bits_svg(board: dict) -> str:
     width, height, left, top, plot_w, plot_h = 720, 380, 50, 30, 460, 300
-    svg = _frame(width, height, "AdvBench ASR vs bits (solid: quantized, dashed: patched)", left, top, plot_w, plot_h)
+    patches = board["patches"]
+    title = ("AdvBench ASR vs bits (solid: quantized, dashed: patched)" if len(patches) == 1 else
+             "AdvBench ASR vs bits (solid: quantized, one dash pattern per patch)")
+    svg = _frame(width, height, title, left, top, plot_w, plot_h)
 
     def x_of(bits: int) -> float:
         return left + plot_w * (BITS_AXIS.index(bits) + 0.5) / len(BITS_AXIS) if bits in BITS_AXIS else left
@@ -150,11 +197,22 @@ def asr_vs_bits_svg(board: dict) -> str:
     for row in board["rows"]:
         series.setdefault((row["method"], row["tier"], row["group_size"]), []).append(row)
     legend_y = top
+    if len(patches) > 1:  # which dash pattern is which patch
+        for index, label in enumerate(patches):
+            svg.append(f"<line x1='{left + plot_w + 14}' y1='{legend_y + 6}' x2='{left + plot_w + 34}' "
+                       f"y2='{legend_y + 6}' stroke='#333' stroke-width='2' "
+                       f"stroke-dasharray='{DASHES[index % len(DASHES)]}'/>")
+            svg.append(f"<text x='{left + plot_w + 40}' y='{legend_y + 10}'>after {escape(label)}</text>")
+            legend_y += 16
+        legend_y += 8
     for index, ((method, tier, group), rows) in enumerate(sorted(series.items(), key=lambda kv: str(kv[0]))):
         colour = PALETTE[index % len(PALETTE)]
         rows = sorted(rows, key=lambda r: BITS_AXIS.index(r["bits"]) if r["bits"] in BITS_AXIS else 0)
-        for key, dash in (("asr_before", ""), ("asr_after", " stroke-dasharray='6,4'")):
-            points = [(x_of(r["bits"]), r[key]) for r in rows if r[key]]
+        lines = [("", [(x_of(r["bits"]), r["asr_before"]) for r in rows if r["asr_before"]], "before")]
+        for number, label in enumerate(patches):
+            points = [(x_of(r["bits"]), entry_of(r, label)["asr"]) for r in rows if entry_of(r, label)["asr"]]
+            lines.append((f" stroke-dasharray='{DASHES[number % len(DASHES)]}'", points, f"after {label}"))
+        for dash, points, name in lines:
             if not points:
                 continue
             path = " ".join(f"{x:.1f},{y_of(rate['value']):.1f}" for x, rate in points)
@@ -162,8 +220,7 @@ def asr_vs_bits_svg(board: dict) -> str:
             for x, rate in points:
                 svg.append(f"<line x1='{x:.1f}' y1='{y_of(rate['ci95_low']):.1f}' x2='{x:.1f}' "
                            f"y2='{y_of(rate['ci95_high']):.1f}' stroke='{colour}' stroke-width='1'/>")
-                shape = "circle" if key == "asr_before" else "rect"
-                if shape == "circle":
+                if name == "before":
                     svg.append(f"<circle cx='{x:.1f}' cy='{y_of(rate['value']):.1f}' r='3.5' fill='{colour}'/>")
                 else:
                     svg.append(f"<rect x='{x - 3.5:.1f}' y='{y_of(rate['value']) - 3.5:.1f}' width='7' height='7' "
@@ -179,28 +236,40 @@ def asr_vs_bits_svg(board: dict) -> str:
 
 def before_after_svg(board: dict, tier: str) -> str:
     rows = [r for r in board["rows"] if r["tier"] == tier]
+    patches = board["patches"]
+    bars = [("asr_before", "#d62728", "before (quantized)")] + [
+        (label, AFTER_FILLS[index % len(AFTER_FILLS)], f"after ({label})") for index, label in enumerate(patches)]
     bar, gap = 14, 14
-    plot_w = max(200, len(rows) * (2 * bar + gap) + gap)
+    group_w = len(bars) * bar
+    plot_w = max(200, len(rows) * (group_w + gap) + gap)
+    steps = [max(130, 20 + 6 * len(name)) for _, _, name in bars]  # legend entries, about 6 px a character
     width, height, left, top, plot_h = plot_w + 80, 380, 50, 30, 240
-    svg = _frame(width, height, f"Before vs after the patch: {TIER_TITLES.get(tier, tier)}", left, top, plot_w, plot_h)
+    if len(patches) > 1:  # room for every legend entry
+        width = max(width, left + sum(steps[:-1]) + 20 + 6 * len(bars[-1][2]))
+    svg = _frame(width, height, f"Before vs after the patch{'es' if len(patches) > 1 else ''}: "
+                 f"{TIER_TITLES.get(tier, tier)}", left, top, plot_w, plot_h)
     for index, row in enumerate(rows):
-        x0 = left + gap + index * (2 * bar + gap)
-        for offset, key, fill in ((0, "asr_before", "#d62728"), (bar, "asr_after", "#1f77b4")):
-            rate = row[key]
+        x0 = left + gap + index * (group_w + gap)
+        for number, (key, fill, _) in enumerate(bars):
+            rate = row["asr_before"] if key == "asr_before" else entry_of(row, key)["asr"]
             if not rate:
                 continue
+            offset = number * bar
             h = plot_h * rate["value"]
+            what = key if key == "asr_before" else ("asr_after" if len(patches) == 1 else f"asr after {key}")
             svg.append(f"<rect x='{x0 + offset}' y='{top + plot_h - h:.1f}' width='{bar - 1}' height='{h:.1f}' "
-                       f"fill='{fill}'><title>{escape(row_label(row))} {key}: {escape(fmt_rate(rate))}</title></rect>")
+                       f"fill='{fill}'><title>{escape(row_label(row))} {escape(what)}: {escape(fmt_rate(rate))}"
+                       "</title></rect>")
             svg.append(f"<line x1='{x0 + offset + bar / 2:.1f}' y1='{top + plot_h * (1 - rate['ci95_low']):.1f}' "
                        f"x2='{x0 + offset + bar / 2:.1f}' y2='{top + plot_h * (1 - rate['ci95_high']):.1f}' "
                        "stroke='black'/>")
         label_x, label_y = x0 + bar, top + plot_h + 10
         svg.append(f"<text x='{label_x}' y='{label_y}' transform='rotate(60 {label_x} {label_y})'>"
                    f"{escape(row_label(row))}</text>")
-    svg.append(f"<rect x='{left}' y='{height - 18}' width='10' height='10' fill='#d62728'/>"
-               f"<text x='{left + 14}' y='{height - 9}'>before (quantized)</text>"
-               f"<rect x='{left + 130}' y='{height - 18}' width='10' height='10' fill='#1f77b4'/>"
-               f"<text x='{left + 144}' y='{height - 9}'>after ({escape(board['patch'])})</text>")
+    x = left
+    for (_, fill, name), step in zip(bars, steps, strict=True):
+        svg.append(f"<rect x='{x}' y='{height - 18}' width='10' height='10' fill='{fill}'/>"
+                   f"<text x='{x + 14}' y='{height - 9}'>{escape(name)}</text>")
+        x += step
     svg.append("</svg>")
     return "".join(svg)

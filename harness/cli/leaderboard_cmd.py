@@ -3,6 +3,7 @@
 
     qresafe-bench leaderboard --model ref-tiny                          # Markdown to stdout
     qresafe-bench leaderboard --model ref-tiny --format md,csv,json,html --out leaderboards/ref-tiny
+    qresafe-bench leaderboard --model ref-tiny --patch qresafe,qresafe-tuned,sft-tuned   # one 'after' per label
     qresafe-bench gate --model ref-tiny --quant rtn --bits 2 --group-size -1 --max-asr-increase 5
 
 `gate` exit codes: 0 = pass (ASR at most P points above the full-precision model's), 1 = fail (or a known
@@ -31,8 +32,9 @@ def leaderboard_command(
     format: Annotated[str, typer.Option("--format", help="Comma-separated: md, csv, json, html.")] = "md",
     out: Annotated[Path | None, typer.Option(help="Write board-<model>.<ext> files here (default: print md/csv/json "
                                                   "to stdout).")] = None,
-    patch: Annotated[str | None, typer.Option(help="Patch label whose variants are the 'after' columns "
-                                                   "(default: qresafe if stored, else the most stored label).")] = None,
+    patch: Annotated[str | None, typer.Option(help="Patch label(s), comma-separated, whose variants are the 'after' "
+                                                   "entries, one per label (default: qresafe if stored, else the "
+                                                   "most stored label).")] = None,
     paper: Annotated[bool, typer.Option(help="Append the paper's reported numbers (a separate table).")] = True,
     prompt_text: Annotated[bool, typer.Option(help="Show flipped prompts' text; --no-prompt-text keeps only their "
                                                    "row index in the data set (boards meant for publishing carry no "
@@ -55,6 +57,11 @@ def leaderboard_command(
                                  param_hint="--format")
     if out is None and "html" in formats:
         raise typer.BadParameter("html needs --out DIR", param_hint="--format")
+    labels = None
+    if patch is not None:
+        labels = list(dict.fromkeys(label.strip() for label in patch.split(",") if label.strip()))
+        if not labels:
+            raise typer.BadParameter("name at least one patch label, e.g. qresafe,qresafe-tuned", param_hint="--patch")
     root = cache_root(home)
     models = [model] if model else models_in(load_runs(root))
     if not models:
@@ -62,7 +69,7 @@ def leaderboard_command(
     reported = load_paper() if paper else None
     err = Console(stderr=True)
     for name in models:
-        board = build_board(root, name, patch=patch, prompt_text=prompt_text)
+        board = build_board(root, name, patch=labels, prompt_text=prompt_text)
         board["paper_reported"] = reported
         rendered = {
             "md": lambda b=board: render_markdown(b, reported),

@@ -3,7 +3,10 @@ print it as a Markdown table.
 
     qresafe-bench sweep --model ref-tiny --quant rtn,gptq --bits 8,4,3,2 --calib benign,direct --out grid.md
     qresafe-bench sweep --model ref-tiny --quant rtn --bits 4,2 --patch --patch-option steps=50
-    qresafe-bench sweep --spec sweep.yaml          # the grid as a YAML file (harness/sweep.py: load_sweep_spec)
+    qresafe-bench sweep --spec sweep.yaml          # the grid as a YAML file (harness/runs/sweep.py: load_sweep_spec)
+
+A spec's `patch:` may list several recipes (`[{recipe: paper}, {recipe: tuned}, {method: sft, recipe: tuned}]`):
+each quantized cell is then followed by one patched cell per recipe. --patch-option builds one recipe.
 
 Kill it at any moment (kill -9 included) and run the same command again: finished cells come from the
 store, a half-finished one from its stored generations. Two sweeps may share a store (per-cell locks).
@@ -67,7 +70,8 @@ def sweep_command(
              "--patch.")
     ] = None,
     spec: Annotated[Path | None, typer.Option(help="Sweep spec YAML (model, quant, bits, calib, group_size, tasks, "
-                                                   "limit, batch_size, patch); replaces the grid options.")] = None,
+                                                   "limit, batch_size, patch: one recipe or a list); replaces "
+                                                   "the grid options.")] = None,
     backend: Backend = "hf",
     batch_size: Annotated[int, typer.Option(help="Generation batch size.")] = 64,
     device: Device = "auto",
@@ -115,7 +119,8 @@ def sweep_command(
               f"{time.time() - started:.1f} s[/dim]")
     if out:
         command = "qresafe-bench " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-        recipe = grid.patch_recipe()
+        labels = [recipe.label for recipe in grid.patch_recipes()]
+        patches = f" Patch{'es' if len(labels) > 1 else ''}: {', '.join(labels)}." if labels else ""
         # Which build of the model the grid measured (a zoo model's folder name carries its build key).
         built = next((Path(c.results["model"]["location"]).name for c in planned
                       if c.results and c.spec.quant == "none" and c.spec.patch == "none"), None)
@@ -126,7 +131,7 @@ def sweep_command(
                   f"{grid.max_new_tokens or 64} new tokens; every rate with its Wilson 95% interval. "
                   f"Backend: {f'hf (transformers), {device}' if backend == 'hf' else backend}."
                   f"{f' Limit: first {grid.limit} documents per task.' if grid.limit else ''}"
-                  f"{f' Patch: {recipe.label}.' if recipe else ''}\n\n")
+                  f"{patches}\n\n")
         atomic_write_text(out, header + table)
     failed = [c for c in planned if c.error]
     if failed:

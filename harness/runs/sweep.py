@@ -1,8 +1,10 @@
 """A grid of variants (methods × bits × calibration tiers × group sizes), each quantized on demand,
-evaluated, and optionally patched with Q-resafe and evaluated again, all through the run store; cells
-the methods (or the patch) cannot serve are listed as skipped, with why.
+evaluated, and optionally patched with Q-resafe (or a baseline), with one or several recipes, and evaluated
+again, all through the run store; cells the methods (or a patch) cannot serve are listed as skipped, with why.
 
     grid = SweepGrid(model="ref-tiny", methods=("rtn", "gptq"), bits=(4, 2), patch=(("method", "qresafe"),))
+    grid = SweepGrid(model="ref-tiny", methods=("rtn",), bits=(4, 2),
+                     patch=((("recipe", "paper"),), (("recipe", "tuned"),), (("method", "sft"), ("recipe", "tuned"))))
     planned = run_sweep(grid, home=cache_root(), data_dir=None, backend=BackendSettings())
 
     qresafe-bench sweep --model ref-tiny --quant rtn,gptq --bits 8,4,3,2 --patch --out grid.md
@@ -30,6 +32,7 @@ import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..core.errors import QresafeError
 from ..core.spec import DATA_TIERS, SpecError, VariantSpec
@@ -37,6 +40,16 @@ from ..generation.backends import BackendSettings
 from ..models.variants import recipe_for
 from ..quantize.base import QUANTIZERS, QuantError, method_info
 from .evaluate import EvalRequest, run_eval
+
+if TYPE_CHECKING:  # the training stack's config is imported only where a recipe is built (start-up time)
+    from ...qresafe.config import PatchRecipe
+
+
+class SweepSpecError(QresafeError, ValueError):
+    """A sweep spec (file or grid) that cannot be used (one-line message)."""
+
+
+RecipeOptions = tuple[tuple[str, object], ...]  # one recipe's fields, e.g. (("method", "sft"), ("recipe", "tuned"))
 
 
 @dataclass(frozen=True)
@@ -50,21 +63,43 @@ class SweepGrid:
     include_unquantized: bool = True
     limit: int | None = None  # first N documents of each task (tests, smoke runs)
     max_new_tokens: int | None = None  # None = each task's own default
-    # Q-resafe (or a baseline) recipe fields, e.g. (("method", "qresafe"), ("steps", 50)); None = no patching.
-    patch: tuple[tuple[str, object], ...] | None = None
+    # Q-resafe (or a baseline) recipe fields, e.g. (("method", "qresafe"), ("steps", 50)), or a tuple of such
+    # recipes, each quantized cell then followed by one patched cell per recipe; None = no patching.
+    patch: RecipeOptions | tuple[RecipeOptions, ...] | None = None
 
     def __post_init__(self) -> None:
         for method in self.methods:
             method_info(method)  # unknown names fail here, before anything runs
-        self.patch_recipe()  # a bad recipe field fails here too
+        labels = [recipe.label for recipe in self.patch_recipes()]  # a bad recipe field fails here too
+        repeated = sorted({label for label in labels if labels.count(label) > 1})
+        if repeated:  # two recipes with one label would be one variant, patched and evaluated once
+            raise SweepSpecError(f"the patch recipes give the same label twice: {', '.join(repeated)}")
 
-    def patch_recipe(self):
+    def patch_options(self) -> tuple[RecipeOptions, ...]:
+        """Every recipe's fields, in order (one entry for a single recipe, none without patching)."""
         if self.patch is None:
-            return None
+            return ()
+        # A single recipe is a tuple of (name, value) pairs; several are a tuple of such tuples.
+        if all(isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str) for item in self.patch):
+            return (self.patch,)
+        return tuple(self.patch)
+
+    def patch_recipes(self) -> list[PatchRecipe]:
+        """The grid's patch recipes (qresafe.config.PatchRecipe), in order; empty without patching."""
         from ...qresafe.config import PatchRecipe
 
-        options = dict(self.patch)
-        return PatchRecipe.for_method(options.pop("method", "qresafe"), **options)
+        recipes: list[PatchRecipe] = []
+        for options in self.patch_options():
+            fields = dict(options)
+            recipes.append(PatchRecipe.for_method(fields.pop("method", "qresafe"), **fields))
+        return recipes
+
+    def patch_recipe(self) -> PatchRecipe | None:
+        """The grid's one patch recipe, or None without patching; a grid with several has no single one."""
+        recipes = self.patch_recipes()
+        if len(recipes) > 1:
+            raise SweepSpecError(f"this grid patches with {len(recipes)} recipes; use patch_recipes()")
+        return recipes[0] if recipes else None
 
 
 @dataclass
@@ -76,6 +111,7 @@ class Cell:
     parent: VariantSpec | None = None  # the quantized variant a patched cell starts from
     from_store: bool | None = None  # True: the results came from the store, nothing was generated
     seconds: float = 0.0
+    recipe: PatchRecipe | None = None  # a patched cell's recipe
 
     @property
     def kind(self) -> str:
@@ -84,8 +120,8 @@ class Cell:
 
 def cells(grid: SweepGrid) -> Iterator[Cell]:
     """Every (method, bits, tier, group) combination, runnable or with the reason it is not; with
-    `grid.patch`, each runnable quantized cell is followed by its patched cell."""
-    recipe = grid.patch_recipe()
+    `grid.patch`, each runnable quantized cell is followed by one patched cell per recipe."""
+    recipes = grid.patch_recipes()
     if grid.include_unquantized:
         yield Cell(VariantSpec(model=grid.model))
     for method, bits in itertools.product(grid.methods, grid.bits):
@@ -105,11 +141,11 @@ def cells(grid: SweepGrid) -> Iterator[Cell]:
                 yield Cell(_placeholder(grid.model, method, bits, calib, group), skipped=str(exc))
                 continue
             yield Cell(spec)
-            if recipe is not None:
+            for recipe in recipes:
                 yield _patched_cell(spec, recipe)
 
 
-def _patched_cell(spec: VariantSpec, recipe) -> Cell:
+def _patched_cell(spec: VariantSpec, recipe: PatchRecipe) -> Cell:
     from ...qresafe.config import PatchError
     from ...qresafe.patch import PatchRequest, check_request
 
@@ -117,8 +153,8 @@ def _patched_cell(spec: VariantSpec, recipe) -> Cell:
     try:
         check_request(request)
     except PatchError as exc:
-        return Cell(replace(spec, patch=recipe.label), skipped=str(exc), parent=spec)
-    return Cell(request.patched_spec, parent=spec)
+        return Cell(replace(spec, patch=recipe.label), skipped=str(exc), parent=spec, recipe=recipe)
+    return Cell(request.patched_spec, parent=spec, recipe=recipe)
 
 
 def _placeholder(model: str, method: str, bits: int, calib: str, group: int | None) -> VariantSpec:
@@ -130,10 +166,6 @@ def _placeholder(model: str, method: str, bits: int, calib: str, group: int | No
 
 
 # --- the grid as a file ----------------------------------------------------------------------------
-class SweepSpecError(QresafeError, ValueError):
-    """A sweep spec file that cannot be used (one-line message)."""
-
-
 def load_sweep_spec(path: str | Path) -> dict:
     """A sweep spec (YAML) -> `SweepGrid` keyword arguments plus `batch_size`. Lists or comma strings;
     unknown keys are errors. Example:
@@ -145,7 +177,8 @@ def load_sweep_spec(path: str | Path) -> dict:
         group_size: [default]          # or -1 (per-channel), 32, ...
         tasks: [advbench, over_refusal, ref_utility]
         limit: null
-        patch: {recipe: tuned}     # or true (the paper's recipe), or false
+        patch: {recipe: tuned}     # or true (the paper's recipe), or false, or a list of recipes:
+        # patch: [{recipe: paper}, {recipe: tuned}, {method: sft, recipe: tuned}]
     """
     import yaml
     from pydantic import BaseModel, ConfigDict, ValidationError
@@ -162,7 +195,7 @@ def load_sweep_spec(path: str | Path) -> dict:
         limit: int | None = None
         max_new_tokens: int | None = None
         batch_size: int = 64
-        patch: bool | dict = False
+        patch: bool | dict | list[dict] = False
 
     path = Path(path)
     try:
@@ -181,11 +214,15 @@ def load_sweep_spec(path: str | Path) -> dict:
         items = value if isinstance(value, list) else str(value).split(",")
         return [str(v).strip() for v in items if str(v).strip()]
 
-    patch = None
+    patch: RecipeOptions | tuple[RecipeOptions, ...] | None = None
     if spec.patch is True:
         patch = (("method", "qresafe"),)
     elif isinstance(spec.patch, dict):
         patch = tuple(sorted(spec.patch.items()))
+        _check_recipes(path, (patch,), listed=False)
+    elif isinstance(spec.patch, list) and spec.patch:
+        patch = tuple(tuple(sorted(options.items())) for options in spec.patch)
+        _check_recipes(path, patch, listed=True)
     try:
         bits = tuple(int(b) for b in listed(spec.bits))
         groups = tuple(None if g == "default" else int(g) for g in listed(spec.group_size))
@@ -194,6 +231,19 @@ def load_sweep_spec(path: str | Path) -> dict:
     return dict(model=spec.model, methods=tuple(listed(spec.quant)), bits=bits, calib=tuple(listed(spec.calib)),
                 group_sizes=groups, tasks=tuple(listed(spec.tasks)), include_unquantized=spec.include_unquantized,
                 limit=spec.limit, max_new_tokens=spec.max_new_tokens, patch=patch, batch_size=spec.batch_size)
+
+
+def _check_recipes(path: Path, recipes: tuple[RecipeOptions, ...], *, listed: bool) -> None:
+    """Say which `patch:` entry a bad recipe field is in (the grid's own check names no file or entry)."""
+    from ...qresafe.config import PatchError, PatchRecipe
+
+    for index, options in enumerate(recipes):
+        fields = dict(options)
+        try:
+            PatchRecipe.for_method(str(fields.pop("method", "qresafe")), **fields)
+        except PatchError as exc:
+            where = f"patch[{index}]" if listed else "patch"
+            raise SweepSpecError(f"sweep spec {path}: {where}: {str(exc).splitlines()[0]}") from None
 
 
 # --- progress --------------------------------------------------------------------------------------
@@ -301,7 +351,7 @@ def _patch(cell: Cell, grid: SweepGrid, *, home: Path, data_dir: str | None, bac
     from ...qresafe.config import PatchRefused
     from ...qresafe.patch import PatchRequest, run_patch
 
-    recipe = grid.patch_recipe()
+    recipe = cell.recipe
     progress.step(f"patch {cell.parent.slug} with {recipe.label} (or find it in the store)")
     request = PatchRequest(spec=cell.parent, recipe=recipe, data_dir=data_dir, models_file=models_file,
                            backend=backend, device=backend.device)

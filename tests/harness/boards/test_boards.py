@@ -25,7 +25,7 @@ N = 40  # AdvBench prompts per run in the fake store
 
 
 def _write(home: Path, spec: VariantSpec, asr: list[int], utility: list[int] | None = None, limit: int | None = None,
-           max_new_tokens: int | None = None) -> str:
+           max_new_tokens: int | None = None, location: Path | None = None) -> str:
     samples = [{"task": "advbench", "doc_id": i, "prompt": f"harmful request {i}", "output": "...", "asr": a}
                for i, a in enumerate(asr)]
     tasks = {"advbench": {"metrics": {"asr": rate_of(asr).as_dict()}, "scorer": "keyword-gcg29",
@@ -38,6 +38,8 @@ def _write(home: Path, spec: VariantSpec, asr: list[int], utility: list[int] | N
                "judge": {"backend": None}, "decoding": "greedy", "options": {}, "limit": limit,
                "max_new_tokens": max_new_tokens, "seed": 1234, "data": "/data", "backend": {"name": "hf"},
                "generated": len(asr), "reused": 0}
+    if location is not None:  # the weights the run evaluated (a patched variant's holds qresafe_report.json)
+        results["model"] = {"name": spec.slug, "location": str(location), "source": "store"}
     RunStore(home).write_run(key, {"request": {}}, samples, results)
     return key
 
@@ -214,3 +216,99 @@ def test_differences_are_paired_on_the_prompts_both_sides_scored(tmp_path: Path)
     assert row["delta_vs_fp16_pp"] == 0.0 and "n=10 against the full-precision n=40" in row["n_note"]
     text = render_markdown(board)
     assert "+0.0 (n=10)" in text and "another number of prompts" in text
+
+
+ROUNDED_AWAY = ("every update rounds away: the adapter moves no entry by half a grid step, so the merged variant "
+                "equals the quantized one")
+
+
+@pytest.fixture()
+def two_patches(store: Path) -> Path:
+    """The `store` plus a second label, qresafe-tuned: on rtn w2 it fixes 10-19 and breaks nothing (its report
+    gives the training's cost); on rtn w4 its report says it changed nothing, and the ASR is the unpatched one."""
+    tuned_w2, tuned_w4 = store.parent / "variants" / "w2-tuned", store.parent / "variants" / "w4-tuned"
+    for path, report in ((tuned_w2, {"train_wall_seconds": 12.345, "peak_memory_mb": 2048.4,
+                                     "memory_kind": "cpu_peak_rss", "label": "qresafe-tuned"}),
+                         (tuned_w4, {"changes_nothing": ROUNDED_AWAY, "train_wall_seconds": 3.0,
+                                     "peak_memory_mb": 900.0, "memory_kind": "cuda_max_allocated"})):
+        path.mkdir(parents=True)
+        (path / "qresafe_report.json").write_text(json.dumps(report))
+    _write(store, VariantSpec("m", "rtn", 2, group_size=-1, patch="qresafe-tuned"), _flags({0, 1, 2}),
+           [1] * 26 + [0] * 14, location=tuned_w2)
+    _write(store, VariantSpec("m", "rtn", 4, group_size=-1, patch="qresafe-tuned"), _flags({0, 1, 2, 3}),
+           [1] * 30 + [0] * 10, location=tuned_w4)
+    return store
+
+
+def test_board_with_two_labels_has_an_after_entry_per_label(two_patches: Path) -> None:
+    board = build_board(two_patches, "m", patch=["qresafe", "qresafe-tuned"])
+    assert board["patch"] == "qresafe" and board["patches"] == ["qresafe", "qresafe-tuned"]
+    rows = {(r["method"], r["bits"], r["tier"]): r for r in board["rows"]}
+    w2 = rows[("rtn", 2, "none")]
+    assert [e["patch"] for e in w2["after"]] == ["qresafe", "qresafe-tuned"]
+    first, tuned = w2["after"]
+    assert first["asr"]["successes"] == 6 and first["delta_pp"] == pytest.approx(-17.5)
+    assert w2["asr_after"] == first["asr"] and w2["delta_pp"] == first["delta_pp"]  # the flat keys: the first label
+    assert tuned["asr"]["successes"] == 3 and tuned["asr"]["n"] == N
+    assert tuned["delta_pp"] == pytest.approx(100 * (3 - 13) / N)
+    assert (tuned["patch_flips"]["to_safe"], tuned["patch_flips"]["to_unsafe"]) == (10, 0)
+    assert tuned["patch_flips"]["p_mcnemar"] == pytest.approx(mcnemar_exact(0, 10))
+    assert tuned["utility"]["successes"] == 26 and tuned["changes_nothing"] is None
+    assert (tuned["train_wall_seconds"], tuned["peak_memory_mb"]) == (12.345, 2048.4)
+    gptq = rows[("gptq", 4, "direct")]
+    assert [e["asr"] for e in gptq["after"]] == [None, None]  # patched with neither
+
+    md = render_markdown(board)
+    assert "after the patches `qresafe`, `qresafe-tuned`" in md
+    assert "| method × bits | patch | no data: ASR before |" in md
+    assert "| rtn w2 per-channel | qresafe | 32.5% [" in md and "| rtn w2 per-channel | qresafe-tuned | 32.5% [" in md
+    assert "-25.0 [p=0.002]" in md and "-17.5 [p=0.039]" in md
+    assert "fixed by the patch `qresafe-tuned` (10)" in md
+    assert "| rtn w2 per-channel | none | qresafe-tuned | +22.5 (n=40) | 10 | 1 | p=0.012 | 10 | 0 | p=0.002 |" in md
+
+    rows_csv = list(csv.DictReader(io.StringIO(render_csv(board))))
+    assert [(r["method"], r["bits"], r["patch"]) for r in rows_csv] == [
+        ("rtn", "4", "qresafe"), ("rtn", "4", "qresafe-tuned"), ("rtn", "2", "qresafe"), ("rtn", "2", "qresafe-tuned"),
+        ("gptq", "4", "qresafe"), ("gptq", "4", "qresafe-tuned")]
+    w2_tuned = rows_csv[3]
+    assert (w2_tuned["asr_after"], w2_tuned["asr_after_n"], w2_tuned["asr_before"]) == ("0.075", "40", "0.325")
+    assert float(w2_tuned["delta_pp"]) == pytest.approx(-25.0) and w2_tuned["patch_fixed"] == "10"
+    assert w2_tuned["train_wall_seconds"] == "12.345" and w2_tuned["peak_memory_mb"] == "2048.4"
+    assert w2_tuned["run_after"] == tuned["run"] and rows_csv[2]["run_after"] == first["run"]
+
+    html = render_html(board)
+    assert "<th rowspan='2'>patch</th>" in html and html.count("<svg") == 1 + 2
+    assert "after qresafe-tuned</text>" in html and "after (qresafe-tuned)</text>" in html  # both plots' legends
+    assert html.count("stroke-dasharray='2,3'") >= 2  # the second label's line and its legend entry
+    assert "<script" not in html and "https://" not in html
+
+
+def test_a_patch_that_changes_nothing_is_marked_in_every_format(two_patches: Path) -> None:
+    board = build_board(two_patches, "m", patch="qresafe-tuned")
+    w4 = next(r for r in board["rows"] if (r["method"], r["bits"]) == ("rtn", 4))
+    assert w4["after"][0]["changes_nothing"] == ROUNDED_AWAY
+    md = render_markdown(board)
+    assert "= unpatched (changes nothing: every update rounds away)" in md
+    assert "| rtn w4 per-channel | none | qresafe-tuned | 3.0 s | 900 MB (GPU) | every update rounds away:" in md
+    assert "| rtn w2 per-channel | none | qresafe-tuned | 12.3 s | 2048 MB (CPU RSS) | — |" in md
+    rows = {(r["method"], r["bits"]): r for r in csv.DictReader(io.StringIO(render_csv(board)))}
+    assert rows[("rtn", "4")]["changes_nothing"] == ROUNDED_AWAY and rows[("rtn", "4")]["patch"] == "qresafe-tuned"
+    assert rows[("rtn", "2")]["changes_nothing"] == "" and rows[("rtn", "2")]["train_wall_seconds"] == "12.345"
+    assert json.loads(json.dumps(board))["rows"][0]["after"][0]["changes_nothing"] == ROUNDED_AWAY
+    html = render_html(board)
+    assert "= unpatched (changes nothing: every update rounds away)" in html and "id='patch-cost'" in html
+
+
+def test_leaderboard_cli_takes_a_list_of_patch_labels(two_patches: Path, tmp_path: Path, run_cli) -> None:
+    out = tmp_path / "boards"
+    code, _, err = run_cli(["leaderboard", "--model", "m", "--patch", "qresafe, qresafe-tuned", "--format",
+                            "md,csv,json,html", "--out", str(out), "--home", str(two_patches)])
+    assert code == 0, err
+    board = json.loads((out / "board-m.json").read_text())
+    assert board["patches"] == ["qresafe", "qresafe-tuned"]
+    assert len((out / "board-m.csv").read_text().splitlines()) == 1 + 3 * 2
+    assert "| rtn w4 per-channel | qresafe-tuned |" in (out / "board-m.md").read_text()
+    code, _, err = run_cli(["leaderboard", "--model", "m", "--patch", " , ", "--home", str(two_patches)])
+    assert code == 2 and "at least one patch label" in err
+    code, stdout, _ = run_cli(["leaderboard", "--model", "m", "--no-paper", "--home", str(two_patches)])
+    assert code == 0 and "after the patch `qresafe`" in stdout and "qresafe-tuned" not in stdout  # the default

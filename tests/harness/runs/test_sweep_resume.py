@@ -195,3 +195,107 @@ def test_a_refused_patch_is_a_skipped_cell_not_retried(tiny_random_dir: Path, da
                        log=lambda _: None)
     assert [c.skipped for c in second] == [c.skipped for c in first]
     assert not any(c.error for c in second)
+
+
+SEVERAL = "[{recipe: paper}, {recipe: tuned}, {method: sft, recipe: tuned}]"
+
+
+def test_a_spec_with_several_recipes_plans_one_patched_cell_per_recipe(tmp_path: Path) -> None:
+    path = tmp_path / "sweep.yaml"
+    path.write_text(f"model: m\nquant: [rtn, bnb-nf4]\nbits: 4\ntasks: advbench\npatch: {SEVERAL}\n")
+    fields = load_sweep_spec(path)
+    fields.pop("batch_size")
+    grid = SweepGrid(**fields)
+    assert [r.label for r in grid.patch_recipes()] == ["qresafe", "qresafe-tuned", "sft-tuned"]
+    plan = [(c.spec.slug, c.kind, c.recipe.label if c.recipe else None) for c in cells(grid)]
+    assert plan[:5] == [("m", "base", None), ("m_rtn_w4", "quantized", None),
+                        ("m_rtn_w4_qresafe", "patched", "qresafe"),
+                        ("m_rtn_w4_qresafe-tuned", "patched", "qresafe-tuned"),
+                        ("m_rtn_w4_sft-tuned", "patched", "sft-tuned")]
+    assert [slug for slug, _, _ in plan[5:]] == ["m_bnb-nf4_w4", "m_bnb-nf4_w4_qresafe", "m_bnb-nf4_w4_qresafe-tuned",
+                                                 "m_bnb-nf4_w4_sft-tuned"]
+    with pytest.raises(SweepSpecError, match="3 recipes"):
+        grid.patch_recipe()  # no single recipe to answer with
+
+
+def test_the_single_recipe_forms_keep_working(tmp_path: Path) -> None:
+    single = SweepGrid(model="m", methods=("rtn",), bits=(4,), patch=(("method", "qresafe"), ("recipe", "tuned")))
+    assert single.patch_recipe().label == "qresafe-tuned" and [r.label for r in single.patch_recipes()] == [
+        "qresafe-tuned"]
+    assert [c.spec.slug for c in cells(single)] == ["m", "m_rtn_w4", "m_rtn_w4_qresafe-tuned"]
+    path = tmp_path / "sweep.yaml"
+    for patch, labels in (("true", ["qresafe"]), ("{recipe: tuned}", ["qresafe-tuned"]), ("false", []),
+                          ("[{method: sft}]", ["sft"])):
+        path.write_text(f"model: m\nquant: rtn\nbits: 4\npatch: {patch}\n")
+        fields = load_sweep_spec(path)
+        fields.pop("batch_size")
+        assert [r.label for r in SweepGrid(**fields).patch_recipes()] == labels, patch
+
+
+def test_bad_recipe_lists_fail_in_one_line_naming_the_entry(tmp_path: Path) -> None:
+    path = tmp_path / "sweep.yaml"
+    path.write_text("model: m\nquant: rtn\nbits: 4\npatch: [{recipe: paper}, {recipe: nope}]\n")
+    with pytest.raises(SweepSpecError, match=r"patch\[1\]: unknown --recipe 'nope'") as info:
+        load_sweep_spec(path)
+    assert "\n" not in str(info.value)
+    path.write_text("model: m\nquant: rtn\nbits: 4\npatch: [{recipe: tuned}, {method: qresafe, recipe: tuned}]\n")
+    fields = load_sweep_spec(path)
+    fields.pop("batch_size")
+    with pytest.raises(SweepSpecError, match="same label twice: qresafe-tuned"):
+        SweepGrid(**fields)
+    path.write_text("model: m\nquant: rtn\nbits: 4\npatch: [tuned]\n")
+    with pytest.raises(SweepSpecError, match="patch"):
+        load_sweep_spec(path)
+
+
+def test_each_patched_cell_is_built_with_its_own_recipe(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """run_sweep hands every patched cell its own recipe and evaluates it; the quantized parent is resolved
+    once, and each patched cell holds its parent's lock (so it is patched from a finished variant)."""
+    import fcntl
+
+    from qresafe_bench.harness.models import registry
+    from qresafe_bench.harness.runs import sweep
+    from qresafe_bench.harness.runs.evaluate import EvalOutcome
+    from qresafe_bench.qresafe import patch
+
+    patched, evaluated, resolved = [], [], []
+
+    def locked(spec) -> bool:
+        fd = os.open(tmp_path / "locks" / f"{spec.id}.lock", os.O_RDWR)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+        return False
+
+    def fake_patch(request, **_):
+        patched.append((request.spec.slug, request.recipe.label, locked(request.spec), locked(request.patched_spec)))
+
+    monkeypatch.setattr(patch, "run_patch", fake_patch)
+    monkeypatch.setattr(registry, "resolve", lambda spec, **_: resolved.append(spec.slug))
+    monkeypatch.setattr(sweep, "run_eval", lambda request, **_: (
+        evaluated.append(request.spec.slug) or EvalOutcome({"tasks": {}}, tmp_path, from_store=False)))
+    grid = SweepGrid(model="m", methods=("rtn",), bits=(4,), tasks=("advbench",),
+                     patch=((("recipe", "paper"),), (("recipe", "tuned"),), (("method", "sft"), ("recipe", "tuned"))))
+    planned = run_sweep(grid, home=tmp_path, data_dir=None, backend=BackendSettings(), log=lambda _: None,
+                        keep_going=False)
+    assert resolved == ["m_rtn_w4"]
+    assert patched == [("m_rtn_w4", "qresafe", True, True), ("m_rtn_w4", "qresafe-tuned", True, True),
+                       ("m_rtn_w4", "sft-tuned", True, True)]
+    assert evaluated == ["m", "m_rtn_w4", "m_rtn_w4_qresafe", "m_rtn_w4_qresafe-tuned", "m_rtn_w4_sft-tuned"]
+    assert [c.spec.patch for c in planned] == ["none", "none", "qresafe", "qresafe-tuned", "sft-tuned"]
+
+
+def test_sweep_header_names_every_patch_label(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                              run_cli) -> None:
+    from qresafe_bench.harness.runs import sweep
+
+    monkeypatch.setattr(sweep, "run_sweep", lambda grid, **_: list(cells(grid)))  # the plan, nothing run
+    spec, out = tmp_path / "sweep.yaml", tmp_path / "grid.md"
+    spec.write_text(f"model: m\nquant: rtn\nbits: 4\ntasks: advbench\npatch: {SEVERAL}\n")
+    code, stdout, _ = run_cli(["sweep", "--spec", str(spec), "--out", str(out), "--home", str(tmp_path / "home")])
+    assert code == 0
+    assert "Patches: qresafe, qresafe-tuned, sft-tuned." in out.read_text()
+    assert stdout.count("| not run |") == 5  # the base, the quantized cell and its three patched cells
