@@ -74,9 +74,9 @@ def boards(session: nox.Session) -> None:
     out = "leaderboards/ref-tiny"
     for grid in ("paper-main", "paper-bits"):
         session.run("qresafe-bench", "sweep", "--spec", f"{out}/{grid}.yaml", "--out", f"{out}/{grid}.md", env=_env())
-    # the 'after' columns: the patch label of the two sweeps (their `patch:` recipe, qresafe/config.py label)
+    # the 'after' columns: the patch labels of the two sweeps (their `patch:` recipes, qresafe/config.py label)
     session.run("qresafe-bench", "leaderboard", "--model", "ref-tiny", "--format", "md,csv,json,html", "--out", out,
-                "--patch", "qresafe-steps100-check2-rpo1",
+                "--patch", "qresafe,qresafe-tuned",
                 "--no-prompt-text", env=_env())  # published: no copy of AdvBench's prompts, only their indices
 
 
@@ -106,7 +106,8 @@ VLLM_CHECKPOINTS = REPO / ".nox" / "vllm-checkpoints"
 
 @nox.session(python=PYTHON, default=False)
 def vllm_checkpoints(session: nox.Session) -> None:
-    """Quantized micro checkpoints for the vLLM tests (main environment: llm-compressor)."""
+    """Quantized micro checkpoints for the vLLM tests (main environment: llm-compressor), and a link to the fp32
+    smollm2-135m converted under QRESAFE_HOME (the vLLM environment has no GGUF converter)."""
     _install(session)
     session.run("python", "tests/harness/generation/vllm_checkpoints.py", str(VLLM_CHECKPOINTS), env=_env())
 
