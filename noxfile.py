@@ -1,5 +1,5 @@
-"""Sessions: `tests` (the CPU suite CI runs), `slow` (full reference-model build and its acceptance
-figures), `reference` (the README's main job), `boards` (the published boards), `lint`, `gpu` (what a GPU
+"""Sessions: `tests` (the CPU suite CI runs), `prequantized` (GPTQ/AWQ checkpoints, their own environment),
+`slow` (full reference-model build and its acceptance figures), `reference` (the README's main job), `boards` (the published boards), `lint`, `gpu` (what a GPU
 runner runs), and `vllm_cpu` (the vLLM path on CPU, in its own environment).
 
     pip install nox && nox -s reference     # build the reference models and evaluate them
@@ -46,6 +46,15 @@ def tests(session: nox.Session) -> None:
     """Fast CPU suite (what CI runs first)."""
     _install(session)
     session.run("pytest", "-m", "not slow and not gpu and not vllm", *session.posargs, env=_env())
+
+
+@nox.session(python=PYTHON)
+def prequantized(session: nox.Session) -> None:
+    """Publishers' GPTQ / AWQ checkpoints in the hf backend: made locally by gptqmodel, loaded, compared with
+    their dequantized weights (its own environment: gptqmodel pins numpy and brings torchao)."""
+    _install(session, extras="test,real-models,prequantized")
+    session.run("pytest", "tests/harness/generation/test_prequantized.py", "tests/qresafe/test_packed_base.py",
+                *session.posargs, env=_env())
 
 
 @nox.session(python=PYTHON)
