@@ -1,6 +1,7 @@
 """Sessions: `tests` (the CPU suite CI runs), `prequantized` (GPTQ/AWQ checkpoints, their own environment),
-`slow` (full reference-model build and its acceptance figures), `reference` (the README's main job), `boards` (the published boards), `lint`, `gpu` (what a GPU
-runner runs), and `vllm_cpu` (the vLLM path on CPU, in its own environment).
+`slow` (full reference-model build and its acceptance figures), `reference` (the README's main job),
+`boards` (the published boards), `lint`, `gpu` (what a GPU runner runs), and `vllm_cpu` (the vLLM path on
+CPU, in its own environment).
 
     pip install nox && nox -s reference     # build the reference models and evaluate them
     nox -s tests                            # the test suite
