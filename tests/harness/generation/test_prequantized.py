@@ -62,6 +62,7 @@ def quantized(tiny_random_dir: Path, tmp_path_factory: pytest.TempPathFactory) -
     pytest.importorskip("optimum", reason="needs the prequantized extra: pip install 'qresafe-bench[prequantized]'")
     root = tmp_path_factory.mktemp("prequantized")
     with pytest.MonkeyPatch.context() as env:
+        env.chdir(root)  # gptqmodel writes its quantization logs into ./logs
         # gptqmodel 7.6 asks for 2 CPU loader workers but grants (cores + 1) // 2: a 2-core machine crashes without this
         env.setenv("GPTQMODEL_CPU_WORKERS", "2")
         # its C++ packer is compiled on first use (minutes on 2 cores); the Python packer writes the same tensors
