@@ -11,6 +11,7 @@ import functools
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
@@ -75,6 +76,7 @@ class ModelEntry(BaseModel):
     paper: bool = False
     zoo_name: str | None = None  # zoo build to use; defaults to the entry's own name
     micro: bool = False  # zoo only: the seconds-long build used by the test suite
+    base: str | None = None  # zoo only: the registry model a safety-tuned build starts from (harness/zoo/safety_tune)
 
 
 def load_registry(models_file: str | Path | None = None) -> dict[str, ModelEntry]:
@@ -113,6 +115,8 @@ def _parse_registry_file(path: Path, mtime_ns: int, size: int) -> dict[str, Mode
             raise RegistryError(f"models file {path}: entry {name!r} has source hub but no hub_id")
         if entries[str(name)].source == "package" and entries[str(name)].package is None:
             raise RegistryError(f"models file {path}: entry {name!r} has source package but no package")
+        if entries[str(name)].base is not None and entries[str(name)].source != "zoo":
+            raise RegistryError(f"models file {path}: entry {name!r} names a base but its source is not zoo")
     return entries
 
 
@@ -220,6 +224,9 @@ def resolve_base(model: str, *, cache_root: Path, data_dir: str | Path | None = 
     from .. import zoo
 
     zoo_name = entry.zoo_name or model
+    if entry.base is not None:
+        return _safety_tuned(model, zoo_name, entry, cache_root=cache_root, data_dir=data_dir,
+                             models_file=models_file, build=build, log=log)
     if build:
         path = zoo.build(zoo_name, micro=entry.micro, cache_root=cache_root, data_dir=data_dir, log=log)
     else:
@@ -230,6 +237,25 @@ def resolve_base(model: str, *, cache_root: Path, data_dir: str | Path | None = 
     return ResolvedModel(name=model, location=str(path), source="zoo", dtype=entry.dtype,
                          system_prompt=entry.system_prompt, system_role=entry.system_role,
                          fingerprint=f"zoo:{path.name}")
+
+
+def _safety_tuned(model: str, zoo_name: str, entry: ModelEntry, *, cache_root: Path, data_dir: str | Path | None,
+                  models_file: str | Path | None, build: bool, log: Callable[[str], None]) -> ResolvedModel:
+    """A zoo build on top of another registry model (its `base`): built on demand like the reference models."""
+    from ..zoo import safety_tune
+
+    if build:
+        path = safety_tune.build(zoo_name, base=entry.base, micro=entry.micro, cache_root=cache_root,
+                                 data_dir=data_dir, models_file=models_file, log=log)
+    else:
+        path = safety_tune.built_path(zoo_name, base=entry.base, micro=entry.micro, cache_root=cache_root,
+                                      models_file=models_file)
+        if path is None:
+            raise RegistryError(f"{model} is not built yet: run `qresafe-bench zoo build {model}`")
+    safety_tune.verify(path)
+    return ResolvedModel(name=model, location=str(path), source="zoo", dtype=entry.dtype,
+                         system_prompt=entry.system_prompt, system_role=entry.system_role,
+                         fingerprint=f"zoo:{path.name}", provenance=f"{entry.base} safety-tuned here ({path.name})")
 
 
 def availability(name: str, entry: ModelEntry, cache_root: Path) -> str:
@@ -243,7 +269,12 @@ def availability(name: str, entry: ModelEntry, cache_root: Path) -> str:
         return f"converted ({path})" if is_converted(path) else "not converted (converts on first use)"
     from .. import zoo
 
-    path = zoo.built_path(entry.zoo_name or name, micro=entry.micro, cache_root=cache_root)
+    if entry.base is not None:
+        from ..zoo import safety_tune
+
+        path = safety_tune.built_path(entry.zoo_name or name, base=entry.base, micro=entry.micro, cache_root=cache_root)
+    else:
+        path = zoo.built_path(entry.zoo_name or name, micro=entry.micro, cache_root=cache_root)
     return f"built ({path})" if path else "not built (qresafe-bench zoo build)"
 
 
