@@ -108,6 +108,11 @@ class PatchRecipe(StrictRecipe):
     # where y_l is a compliance that opens like a benign answer ("Sure, here is ...") it lowers the benign answers
     # with it (likelihood displacement); the NLL term holds y_w, the full-precision answers, where they were.
     rpo_alpha: float = 0.0
+    # Where M_Q (the top-tau SNIP entries) acts. "block": on the LoRA factors, as a rows x columns block (snip.py,
+    # "Decomposition"). "exact": the factors train unmasked and the merge adds M_Q * s B A, the paper's
+    # Q0 + Quant(M_Q * BA) entry for entry; only integer grids can take an arbitrary sparse update (an adapter
+    # cannot), so it is refused elsewhere (`check_mask_format`).
+    mask: Literal["block", "exact"] = "block"
 
     def model_post_init(self, _context) -> None:
         if self.method == "keep-critical":
@@ -143,6 +148,9 @@ class PatchRecipe(StrictRecipe):
             raise PatchError(f"--rpo-alpha must be >= 0 (0 = off), got {self.rpo_alpha}")
         if self.rpo_alpha and self.method not in ("qresafe", "lora-dpo", "dpo-full"):
             raise PatchError(f"--rpo-alpha adds an NLL term to the DPO loss; --method {self.method} has no DPO loss")
+        if self.mask == "exact" and self.method != "qresafe":
+            raise PatchError(f"--mask exact applies Q-resafe's SNIP mask to the merged update; --method {self.method} "
+                             "has no mask: use --method qresafe")
 
     @classmethod
     def for_method(cls, method: str, recipe: str | None = None, **overrides) -> PatchRecipe:
@@ -178,7 +186,7 @@ class PatchRecipe(StrictRecipe):
                  "max_new_tokens": "gen", "reidentify_every": "k", "score_loss": "loss", "learning_rate": "lr",
                  "lora_r": "r", "lora_alpha": "alpha", "batch_size": "bs", "max_length": "len",
                  "target_modules": "targets", "keep_fraction": "f", "lr_scheduler": "sched",
-                 "check_every": "check", "check_margin": "margin", "rpo_alpha": "rpo"}
+                 "check_every": "check", "check_margin": "margin", "rpo_alpha": "rpo", "mask": "mask"}
         parts = [self.method]
         if self.recipe != DEFAULT_RECIPE:
             parts.append(self.recipe)
@@ -201,6 +209,14 @@ class PatchRecipe(StrictRecipe):
         if self.patch_tier != "variant":
             return self.patch_tier
         return variant_calib if variant_calib in DATA_TIERS else "benign"
+
+
+def check_mask_format(recipe: PatchRecipe, quant: str) -> None:
+    """Refuse `--mask exact` where the patch is saved as an adapter: an arbitrary sparse M_Q * BA is not a LoRA
+    update, and only an integer grid's merge writes every entry anyway."""
+    if recipe.mask == "exact" and quant not in UNIFORM_GRID_METHODS:
+        raise PatchError(f"--mask exact needs an integer-grid format ({', '.join(UNIFORM_GRID_METHODS)}); a {quant} "
+                         "patch is a LoRA adapter, which cannot carry a sparse mask: use --mask block")
 
 
 def auto_lora_rank(narrowest_width: int, requested: int | None) -> int:

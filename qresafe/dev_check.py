@@ -222,23 +222,34 @@ def check_not_repacked(model, step: int) -> None:
 
 
 class GridView:
-    """The merged integer grid, in memory: what `merge.merge_into_compressed` would save, for checking."""
+    """The merged integer grid, in memory: what `merge.merge_into_compressed` would save, for checking.
 
-    def __init__(self, variant_dir: Path, factors: dict) -> None:
+    `update_masks` (the exact mask, PatchRecipe.mask = "exact"): returns the M_Q in effect now, which the merge
+    would apply (`merge.masked_delta`); empty before the first identification, where B is still zero."""
+
+    def __init__(self, variant_dir: Path, factors: dict,
+                 update_masks: Callable[[], dict[str, torch.Tensor]] | None = None) -> None:
         from .merge import grid_tensors
 
         self.factors = factors
         self.grid = grid_tensors(Path(variant_dir), list(factors))
+        self.update_masks = update_masks
 
     @contextlib.contextmanager
     def applied(self, peft_model) -> Iterator[None]:
+        from .merge import masked_delta
+
+        masks = self.update_masks() if self.update_masks is not None else {}
         saved = {}
         try:
             for name, factor in self.factors.items():
                 q, scale, zero, (q_min, q_max) = self.grid[name]
                 weight = factor.module.base_layer.weight
                 saved[name] = weight.data.clone()
-                moved = (q + torch.round(factor.delta() / scale)).clamp(q_min, q_max)
+                delta = factor.delta()
+                if name in masks:
+                    delta = masked_delta(delta, masks[name])
+                moved = (q + torch.round(delta.to(scale.device) / scale)).clamp(q_min, q_max)
                 weight.data.copy_((scale * (moved - zero)).to(weight.dtype))
             with peft_model.disable_adapter():
                 yield

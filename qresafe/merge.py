@@ -10,6 +10,11 @@ q + round(Delta / s) is exactly Quant(Q0 + Delta) with the scales held fixed, th
 The cost of that choice is the grid's resolution: entries of Delta smaller than s/2 round away, and
 `MergeStats` reports how many entries moved and how many hit the grid's ends.
 
+M is the trainer's: under the block decomposition (snip.py) the update s B A already lives in the rows x
+columns block, so the merge adds it as it is; with the exact mask (`masks=`, PatchRecipe.mask = "exact") the
+factors trained unmasked and the merge adds M_Q * s B A, zero outside M_Q exactly (`masked_delta`), and
+reports how many of M_Q's entries moved and how much of the update's mass the mask dropped.
+
 We rewrite the safetensors directly (compressed-tensors' own `unpack_from_int32` / `pack_to_int32`)
 instead of decompressing a model and re-saving it: no dense copy of the model, no re-derived scales, and
 the round trip is exact (tested per format).
@@ -41,11 +46,29 @@ class MergeStats:
     changed: int = 0  # quantized entries whose integer moved
     clamped: int = 0  # entries whose move was cut at the grid's end
     dense_tensors_replaced: list[str] = field(default_factory=list)
+    # with an exact mask M_Q (merge_into_compressed's `masks`): its entries, those of them that moved, and the
+    # L1 mass of s B A before the mask and outside it (what the mask dropped)
+    masked: bool = False
+    mask_entries: int = 0
+    mask_changed: int = 0
+    update_mass: float = 0.0
+    mass_dropped: float = 0.0
 
     def as_dict(self) -> dict:
-        return {"layers": self.layers, "entries": self.entries, "changed": self.changed, "clamped": self.clamped,
-                "changed_fraction": self.changed / self.entries if self.entries else 0.0,
-                "dense_tensors_replaced": len(self.dense_tensors_replaced)}
+        out = {"layers": self.layers, "entries": self.entries, "changed": self.changed, "clamped": self.clamped,
+               "changed_fraction": self.changed / self.entries if self.entries else 0.0,
+               "dense_tensors_replaced": len(self.dense_tensors_replaced)}
+        if self.masked:
+            out.update(mask_entries=self.mask_entries, mask_changed=self.mask_changed,
+                       mask_changed_fraction=self.mask_changed / self.mask_entries if self.mask_entries else 0.0,
+                       changed_outside_mask=self.changed - self.mask_changed,
+                       update_mass_dropped_fraction=self.mass_dropped / self.update_mass if self.update_mass else 0.0)
+        return out
+
+
+def masked_delta(delta: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """M_Q * delta, exactly zero outside the mask (a select, not a product: no -0.0, and no NaN * 0)."""
+    return torch.where(mask.to(delta.device), delta, torch.zeros((), dtype=delta.dtype, device=delta.device))
 
 
 @dataclass(frozen=True)
@@ -88,11 +111,13 @@ def expand_to_weight(per_group: torch.Tensor, shape: tuple[int, int], scheme: Gr
 
 
 def merge_into_compressed(variant_dir: Path, deltas: dict[str, torch.Tensor], out_dir: Path,
-                          dense_updates: dict[str, torch.Tensor] | None = None) -> MergeStats:
+                          dense_updates: dict[str, torch.Tensor] | None = None,
+                          masks: dict[str, torch.Tensor] | None = None) -> MergeStats:
     """Write `variant_dir` to `out_dir` with each named layer's integers moved by round(delta / scale).
 
     `deltas` maps layer names (`model.layers.0.self_attn.q_proj`) to (out, in) weight deltas;
-    `dense_updates` maps names of unquantized tensors (norms, embeddings) to new values (full fine-tunes).
+    `dense_updates` maps names of unquantized tensors (norms, embeddings) to new values (full fine-tunes);
+    `masks` maps every name in `deltas` to a bool (out, in) M_Q: only its entries take the delta.
     """
     from compressed_tensors.compressors.pack_quantized.helpers import pack_to_int32, unpack_from_int32
     from safetensors import safe_open
@@ -105,7 +130,9 @@ def merge_into_compressed(variant_dir: Path, deltas: dict[str, torch.Tensor], ou
     for item in variant_dir.iterdir():
         if item.is_file() and item.suffix != ".safetensors":
             shutil.copy2(item, out_dir / item.name)
-    stats = MergeStats()
+    stats = MergeStats(masked=masks is not None)
+    if masks is not None and set(deltas) - set(masks):
+        raise PatchError(f"no mask for {', '.join(sorted(set(deltas) - set(masks))[:3])}")
     pending = dict(deltas)
     for path in sorted(variant_dir.glob("*.safetensors")):
         with safe_open(str(path), "pt") as handle:
@@ -116,6 +143,15 @@ def merge_into_compressed(variant_dir: Path, deltas: dict[str, torch.Tensor], ou
             shape = tuple(int(d) for d in tensors[f"{name}.weight_shape"].tolist())
             if tuple(delta.shape) != shape:
                 raise PatchError(f"delta for {name} has shape {tuple(delta.shape)}, the layer {shape}")
+            mask = None
+            if masks is not None:
+                mask = masks[name].to(device="cpu", dtype=torch.bool)
+                if tuple(mask.shape) != shape:
+                    raise PatchError(f"mask for {name} has shape {tuple(mask.shape)}, the layer {shape}")
+                magnitude = delta.abs()
+                stats.update_mass += float(magnitude.sum(dtype=torch.float64))
+                stats.mass_dropped += float(magnitude.masked_fill(mask, 0.0).sum(dtype=torch.float64))
+                delta = masked_delta(delta, mask)
             scale = expand_to_weight(tensors[f"{name}.weight_scale"].float(), shape, scheme)
             q = unpack_from_int32(tensors[f"{name}.weight_packed"], scheme.num_bits, torch.Size(shape)).to(torch.int32)
             wanted = q + torch.round(delta / scale).to(torch.int32)
@@ -124,6 +160,9 @@ def merge_into_compressed(variant_dir: Path, deltas: dict[str, torch.Tensor], ou
             stats.entries += q.numel()
             stats.changed += int((moved != q).sum())
             stats.clamped += int((moved != wanted).sum())
+            if mask is not None:
+                stats.mask_entries += int(mask.sum())
+                stats.mask_changed += int((moved != q)[mask].sum())
             tensors[f"{name}.weight_packed"] = pack_to_int32(moved.to(torch.int8), scheme.num_bits).contiguous()
         for name, value in dense_updates.items():
             if name in tensors:

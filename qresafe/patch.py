@@ -53,6 +53,7 @@ from .config import (
     PatchRecipe,
     PatchRefused,
     auto_lora_rank,
+    check_mask_format,
 )
 from .pairs import PreferencePair, build_pairs, generate_responses, patch_prompts
 
@@ -98,6 +99,7 @@ def check_request(request: PatchRequest) -> None:
         from .keep_critical import check_keep_critical
 
         check_keep_critical(spec.quant)  # before any pair is generated
+    check_mask_format(request.recipe, spec.quant)
     if spec.quant not in UNIFORM_GRID_METHODS + ADAPTER_METHODS + STACKED_ADAPTER_METHODS:
         raise PatchError(f"patching {spec.quant} variants is not supported (merged into integer grids: "
                          f"{', '.join(UNIFORM_GRID_METHODS)}; adapter on: "
@@ -217,7 +219,7 @@ def trainer_config(recipe: PatchRecipe, output_dir: str, device: str, n_pairs: i
         seed=recipe.seed, max_steps=planned_steps(recipe, n_pairs), per_device_train_batch_size=recipe.batch_size,
         learning_rate=recipe.learning_rate, lr_scheduler_type=recipe.lr_scheduler, warmup_steps=0,
         max_length=recipe.max_length, beta=recipe.beta,
-        tau=recipe.tau, reidentify_every=recipe.reidentify_every, score_loss=recipe.score_loss,
+        tau=recipe.tau, reidentify_every=recipe.reidentify_every, score_loss=recipe.score_loss, mask=recipe.mask,
         loss_type=loss_type, loss_weights=loss_weights, dataloader_pin_memory=False,
     )
 
@@ -285,8 +287,10 @@ def train_and_save(request: PatchRequest, base: ResolvedModel, quantized: Resolv
                 details.update(base_adapter_rank=base_rank, saved_adapter_rank=lora.r)
             elif recipe.method == "qresafe":
                 full_precision = snip.load_full_precision(Path(base.location), layers)
+                # exact: a held-out check may keep a checkpoint from before a re-identification
                 trainer = MaskedDPOTrainer(model=model, args=config, train_dataset=dataset, processing_class=tokenizer,
-                                           peft_config=lora, full_precision=full_precision)
+                                           peft_config=lora, full_precision=full_precision,
+                                           keep_mask_history=bool(recipe.check_every))
             else:  # lora-dpo, sft: the unmasked baselines run TRL's own trainer (no SNIP cost in their time)
                 trainer = DPOTrainer(model=model, args=config, train_dataset=dataset, processing_class=tokenizer,
                                      peft_config=lora)
@@ -332,11 +336,20 @@ def train_and_save(request: PatchRequest, base: ResolvedModel, quantized: Resolv
         details.update(saved_as="merged into the integer grid (full fine-tune)", merge=stats.as_dict())
     elif spec.quant in UNIFORM_GRID_METHODS:
         factors = lora_factors(trainer.model)
+        masks = None
+        if recipe.mask == "exact":  # M_Q of the kept checkpoint's time (the latest without held-out checks)
+            masks = trainer.update_masks_at(checker.best.step if checker is not None and checker.best else None)
         stats = merge.merge_into_compressed(Path(quantized.location), {n: f.delta() for n, f in factors.items()},
-                                            out_dir)
+                                            out_dir, masks=masks)
         trainer.model.save_pretrained(out_dir / "unmerged_adapter")  # what the merge rounded, for inspection
-        details.update(saved_as="merged into the integer grid under the existing scales", merge=stats.as_dict())
+        details.update(saved_as="merged into the integer grid under the existing scales"
+                                + (", M_Q * s B A (exact mask)" if masks is not None else ""), merge=stats.as_dict())
         log(f"merge: {stats.changed} of {stats.entries} quantized entries moved ({stats.clamped} at the grid's ends)")
+        if masks is not None:
+            log(f"exact mask: {stats.mask_changed} of M_Q's {stats.mask_entries} entries moved "
+                f"({details['merge']['mask_changed_fraction']:.1%}); the mask dropped "
+                f"{details['merge']['update_mass_dropped_fraction']:.1%} of the update's L1 mass; M_Q held in "
+                f"{details['masks']['update_mask_bytes']} bytes")
         if stats.changed == 0:
             details["changes_nothing"] = ("every update rounds away: the adapter moves no entry by half a grid step, "
                                           "so the merged variant equals the quantized one")
@@ -393,7 +406,9 @@ def _dev_checker(request: PatchRequest, trainer, tokenizer, pairs: list[Preferen
     full_precision = AutoModelForCausalLM.from_pretrained(base.location, dtype="auto", use_safetensors=True)
     reference = measure(full_precision.to(request.device).eval(), tokenizer, sets, step=-1)
     del full_precision
-    grid = GridView(Path(quantized.location), factors) if request.spec.quant in UNIFORM_GRID_METHODS else None
+    update_masks = (lambda: trainer.update_masks) if request.recipe.mask == "exact" else None
+    grid = (GridView(Path(quantized.location), factors, update_masks)
+            if request.spec.quant in UNIFORM_GRID_METHODS else None)
     checker = DevCheckCallback(trainer, tokenizer, sets, request.recipe.check_every, request.recipe.check_margin,
                                reference=reference, factors=factors, grid=grid, log=log)
     checker.seconds = time.perf_counter() - started  # the target's measurement counts as checking

@@ -29,6 +29,11 @@ At the first identification the frozen columns of A are set to zero (B starts at
 update B A lives in the rows x columns block the masks allow (snip.py, "Decomposition"); with tau = 1
 nothing is zeroed and the trainer is plain LoRA-DPO, step for step (tested).
 
+With `mask="exact"` the same identifications run, but M_Q is kept as it is (one bool per entry and layer, on
+the CPU) instead of being decomposed: the factors train unmasked (plain LoRA-DPO, whatever tau is) and the
+merge adds M_Q * s B A (merge.masked_delta), the paper's Q0 + Quant(M_Q * BA) entry for entry. Only an
+integer grid can take that sparse update, so only those formats offer it (config.check_mask_format).
+
 Precision and memory: on CUDA the config trains with bf16 autocast (where the GPU supports bf16; the LoRA
 factors stay fp32 master weights) and with non-reentrant gradient checkpointing, whatever the caller passed;
 on CPU the caller's settings stand (fp32 in patch.py). `effective_precision` reports what a trainer ran with.
@@ -68,6 +73,9 @@ class QResafeConfig(DPOConfig):
         score_loss (`str`, defaults to `"dpo"`):
             What the SNIP scores differentiate: `"dpo"` (the DPO loss on the pair, the paper's choice) or
             `"nll"` (negative log-likelihood of the full-precision response y_w).
+        mask (`str`, defaults to `"block"`):
+            Where M_Q acts: `"block"` (rows x columns of the LoRA factors, snip.decompose) or `"exact"` (the
+            factors train unmasked; M_Q multiplies the merged update, `MaskedDPOTrainer.update_masks_at`).
         snip_batch_size (`int`, defaults to `1`):
             Pairs per SNIP backward. 1 gives the exact per-pair average of |W * dL/dQ|; larger batches
             average the gradient inside a batch before taking |.| (faster, slightly different scores).
@@ -82,6 +90,7 @@ class QResafeConfig(DPOConfig):
     tau: float = field(default=0.6, metadata={"help": "Fraction of each layer's weights that may change."})
     reidentify_every: int = field(default=1000, metadata={"help": "K: re-identify the masks every K steps."})
     score_loss: str = field(default="dpo", metadata={"help": "Loss the SNIP scores differentiate: dpo or nll."})
+    mask: str = field(default="block", metadata={"help": "Where M_Q acts: block (LoRA factors) or exact (merge)."})
     snip_batch_size: int = field(default=1, metadata={"help": "Pairs per SNIP backward (1 = exact per-pair average)."})
     beta: float = field(default=0.01, metadata={"help": "DPO temperature (paper: 0.01)."})
     learning_rate: float = field(default=5e-4, metadata={"help": "Adapter learning rate."})
@@ -94,6 +103,8 @@ class QResafeConfig(DPOConfig):
             raise PatchError(f"--reidentify-every must be a positive number of steps, got {self.reidentify_every}")
         if self.score_loss not in SCORE_LOSSES:
             raise PatchError(f"--score-loss must be one of {', '.join(SCORE_LOSSES)}, got {self.score_loss!r}")
+        if self.mask not in ("block", "exact"):
+            raise PatchError(f"--mask must be block or exact, got {self.mask!r}")
         if self.snip_batch_size < 1:
             raise PatchError(f"snip_batch_size must be positive, got {self.snip_batch_size}")
         if self.beta <= 0:
@@ -155,11 +166,13 @@ class MaskedDPOTrainer(DPOTrainer):
 
     def __init__(self, *args, full_precision: Mapping[str, torch.Tensor] | None = None,
                  base_adapter: str | None = None, base_rank: int = 0,
-                 patch_targets: tuple[str, ...] | None = None, **kwargs) -> None:
+                 patch_targets: tuple[str, ...] | None = None, keep_mask_history: bool = False, **kwargs) -> None:
         """`base_adapter`, `base_rank`: the quantized model carries its own LoRA (qlora, bases.py): the
         adapter from `peft_config` is the concatenation [base | patch], its first `base_rank` slots hold the
         base adapter and are never trained, and the base adapter alone (PEFT adapter "ref") is the DPO
-        reference. `patch_targets`: module names whose patch slots may train (None: every adapted layer)."""
+        reference. `patch_targets`: module names whose patch slots may train (None: every adapted layer).
+        `keep_mask_history` (mask="exact"): keep every identification's M_Q, not only the latest, because held-out
+        checks may keep a checkpoint from before a re-identification, and its merge needs the M_Q of its time."""
         super().__init__(*args, **kwargs)
         if not isinstance(self.args, QResafeConfig):
             raise PatchError("MaskedDPOTrainer needs a QResafeConfig (tau, reidentify_every, score_loss)")
@@ -168,6 +181,8 @@ class MaskedDPOTrainer(DPOTrainer):
         self.factors = lora_factors(self.model)
         if not self.factors:
             raise PatchError("the LoRA adapter adapts none of the model's layers (check target_modules)")
+        if self.args.mask == "exact" and base_adapter is not None:
+            raise PatchError("--mask exact applies M_Q in an integer grid's merge; a stacked adapter has none")
         # TRL casts adapters on bitsandbytes bases to bf16 (QLoRA paper); qlora.py keeps them fp32, and so
         # does this trainer, so the 4-bit and the integer-grid patches learn with the same precision.
         for factor in self.factors.values():
@@ -192,6 +207,11 @@ class MaskedDPOTrainer(DPOTrainer):
         self.frozen: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}  # values the masked-out entries keep
         self.coverage: dict[str, float] = {}
         self.identified_at: list[int] = []
+        # mask="exact": M_Q per layer (bool, CPU: the merge reads it there, and it stays off the accelerator),
+        # the latest identification's, and (step, M_Q) of the identifications kept for `update_masks_at`
+        self.update_masks: dict[str, torch.Tensor] = {}
+        self.update_mask_history: list[tuple[int, dict[str, torch.Tensor]]] = []
+        self.keep_mask_history = keep_mask_history
         self._gradient_hooks = []
         self.add_callback(_LoraGradientGuard(self))
 
@@ -214,9 +234,16 @@ class MaskedDPOTrainer(DPOTrainer):
             scores = snip.safety_scores(self.model, self._snip_batches(), layers, self.full_precision,
                                         loss=self.args.score_loss, beta=self.args.beta)
         first = not self.masks
+        exact = self.args.mask == "exact"
+        update_masks: dict[str, torch.Tensor] = {}
         for name, factor in self.factors.items():
             score = scores.pop(name)  # each layer's buffer is freed once its masks are made
             mask_q = snip.top_fraction(score, self.args.tau)
+            if exact:  # the factors train unmasked (all-ones factor masks); M_Q waits for the merge
+                update_masks[name] = mask_q.cpu()
+                self.masks[name] = (torch.ones_like(factor.a, dtype=torch.bool),
+                                    torch.ones_like(factor.b, dtype=torch.bool))
+                continue
             mask_a, mask_b = snip.decompose(mask_q, score, factor.rank, self.args.tau)
             mask_a, mask_b = mask_a.to(factor.a.device), mask_b.to(factor.b.device)
             if self.patch_targets is not None and name.rsplit(".", 1)[-1] not in self.patch_targets:
@@ -230,9 +257,29 @@ class MaskedDPOTrainer(DPOTrainer):
             self.frozen[name] = (factor.a.detach().clone(), factor.b.detach().clone())
             self.coverage[name] = snip.block_coverage(mask_q, score, mask_a[self.base_rank:].to(score.device),
                                                       mask_b[:, self.base_rank:].to(score.device))
-        if first:
-            self._register_gradient_masks()
+        if exact:
+            self.update_masks = update_masks
+            if not self.keep_mask_history:
+                self.update_mask_history.clear()
+            self.update_mask_history.append((self.state.global_step, update_masks))
+        elif first:
+            self._register_gradient_masks()  # exact: nothing to mask, and no hook costs a step
         self.identified_at.append(self.state.global_step)
+
+    def update_masks_at(self, step: int | None = None) -> dict[str, torch.Tensor]:
+        """M_Q (mask="exact") in effect for the LoRA state after `step` optimizer steps (None: the latest): the
+        identification at the last t < step, since the one at t runs inside step t + 1, after the held-out check
+        at t. At step 0 B is still zero, so the update is zero under any mask: the first is returned."""
+        if not self.update_mask_history:
+            raise PatchError("no M_Q was identified (mask exact needs at least one training step)")
+        if step is None:
+            return self.update_masks
+        if step == 0:
+            return self.update_mask_history[0][1]
+        earlier = [masks for t, masks in self.update_mask_history if t < step]
+        if not earlier:  # only the latest is kept unless keep_mask_history
+            raise PatchError(f"the M_Q in effect at step {step} was not kept (keep_mask_history)")
+        return earlier[-1]
 
     def _snip_batches(self) -> Iterator[dict]:
         """The patch set in order, collated like the training batches, `snip_batch_size` pairs at a time."""
@@ -260,6 +307,8 @@ class MaskedDPOTrainer(DPOTrainer):
     @torch.no_grad()
     def restore_frozen(self) -> None:
         """Write back the masked-out entries: weight decay and momentum must not move them either."""
+        if self.args.mask == "exact":
+            return  # nothing is masked out of the factors
         for name, (mask_a, mask_b) in self.masks.items():
             factor = self.factors[name]
             frozen_a, frozen_b = self.frozen[name]
@@ -273,10 +322,17 @@ class MaskedDPOTrainer(DPOTrainer):
         # entries of the patch's own slots (a base adapter's slots are not the patch's parameters)
         total = sum(a[self.base_rank:].numel() + b[:, self.base_rank:].numel() for a, b in self.masks.values())
         coverage = [c for c in self.coverage.values() if c == c]
-        return {"lora_entries_trainable": allowed, "lora_entries": total,
-                "trainable_fraction": allowed / total if total else 0.0,
-                "mean_block_coverage": sum(coverage) / len(coverage) if coverage else None,
-                "identified_at_steps": list(self.identified_at), **effective_precision(self)}
+        summary = {"mask": self.args.mask, "lora_entries_trainable": allowed, "lora_entries": total,
+                   "trainable_fraction": allowed / total if total else 0.0,
+                   "mean_block_coverage": sum(coverage) / len(coverage) if coverage else None,
+                   "identified_at_steps": list(self.identified_at), **effective_precision(self)}
+        if self.args.mask == "exact":
+            held = [m for _step, masks in self.update_mask_history for m in masks.values()]
+            summary.update(update_mask_entries=sum(int(m.sum()) for m in self.update_masks.values()),
+                           update_mask_size=sum(m.numel() for m in self.update_masks.values()),
+                           update_masks_held=len(self.update_mask_history),
+                           update_mask_bytes=sum(m.numel() * m.element_size() for m in held))
+        return summary
 
 
 class LoraFactor:

@@ -77,6 +77,9 @@ def patch_command(
                                                             "this much in a kept checkpoint [0.05].")] = None,
     rpo_alpha: Annotated[float | None, typer.Option(
         help="Add this times the NLL of y_w to the DPO loss (RPO; TRL sigmoid+sft) [0 = off: paper].")] = None,
+    mask: Annotated[str | None, typer.Option(
+        help="Where the SNIP mask M_Q acts: block (rows x columns of the LoRA factors) or exact (the factors "
+             "train unmasked, the merge adds M_Q * sBA; integer grids only) [block].")] = None,
     keep_safety_critical: Annotated[float | None, typer.Option(
         help="No fine-tuning: keep this fraction of each layer (top SNIP) in 16-bit, quantize the rest.")] = None,
     max_new_tokens: Annotated[int | None, typer.Option(help="Length of y_w and y_l [64, the evals' own].")] = None,
@@ -119,7 +122,7 @@ def patch_command(
         beta=beta, lora_r=lora_r, lora_alpha=lora_alpha, steps=steps, batch_size=train_batch_size,
         learning_rate=learning_rate, reidentify_every=reidentify_every, score_loss=score_loss,
         keep_fraction=keep_safety_critical, max_new_tokens=max_new_tokens, seed=seed, check_every=check_every,
-        check_margin=check_margin, rpo_alpha=rpo_alpha,
+        check_margin=check_margin, rpo_alpha=rpo_alpha, mask=mask,
         target_modules=tuple(t.strip() for t in target_modules.split(",") if t.strip()) if target_modules else None)
     request = PatchRequest(spec=spec, recipe=recipe, data_dir=data_dir, models_file=models_file,
                            backend=BackendSettings(name=backend, batch_size=batch_size, device=device,
