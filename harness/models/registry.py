@@ -253,7 +253,9 @@ def _safety_tuned(model: str, zoo_name: str, entry: ModelEntry, *, cache_root: P
         if path is None:
             raise RegistryError(f"{model} is not built yet: run `qresafe-bench zoo build {model}`")
     safety_tune.verify(path)
-    return ResolvedModel(name=model, location=str(path), source="zoo", dtype=entry.dtype,
+    # source "local", not "zoo": a real model built here takes its calibration and patch prompts from the public
+    # sets like any real model (variants.prompts_from keeps the reference lexicon for source "zoo")
+    return ResolvedModel(name=model, location=str(path), source="local", dtype=entry.dtype,
                          system_prompt=entry.system_prompt, system_role=entry.system_role,
                          fingerprint=f"zoo:{path.name}", provenance=f"{entry.base} safety-tuned here ({path.name})")
 
