@@ -350,7 +350,7 @@ def train_and_save(request: PatchRequest, base: ResolvedModel, quantized: Resolv
                 f"({details['merge']['mask_changed_fraction']:.1%}); the mask dropped "
                 f"{details['merge']['update_mass_dropped_fraction']:.1%} of the update's L1 mass; M_Q held in "
                 f"{details['masks']['update_mask_bytes']} bytes")
-        if stats.changed == 0:
+        if stats.changed == 0 and "changes_nothing" not in details:  # the checks' reason, when they kept step 0
             details["changes_nothing"] = ("every update rounds away: the adapter moves no entry by half a grid step, "
                                           "so the merged variant equals the quantized one")
     elif stacked:
