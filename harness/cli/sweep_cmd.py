@@ -69,8 +69,11 @@ def sweep_command(
         help="Patch recipe field KEY=VALUE (repeatable), e.g. recipe=tuned, tau=0.2, method=lora-dpo; implies "
              "--patch.")
     ] = None,
+    patch_when: Annotated[str, typer.Option(
+        help="always: patch every quantized cell; asr-rose: only cells whose AdvBench ASR rose significantly over "
+             "full precision (paired exact McNemar p < 0.05).")] = "always",
     spec: Annotated[Path | None, typer.Option(help="Sweep spec YAML (model, quant, bits, calib, group_size, tasks, "
-                                                   "limit, batch_size, patch: one recipe or a list); replaces "
+                                                   "limit, batch_size, patch: one recipe or a list, patch_when); replaces "
                                                    "the grid options.")] = None,
     backend: Backend = "hf",
     batch_size: Annotated[int, typer.Option(help="Generation batch size.")] = 64,
@@ -101,7 +104,7 @@ def sweep_command(
         groups = tuple(None if g.strip() == "default" else int(g) for g in group_size.split(","))
         grid = SweepGrid(model=model, methods=_names(quant), bits=_ints(bits), calib=_names(calib),
                          group_sizes=groups, tasks=_names(tasks), limit=limit, max_new_tokens=max_new_tokens,
-                         patch=_patch_options(patch, patch_option))
+                         patch=_patch_options(patch, patch_option), patch_when=patch_when)
     device = resolve_device(device)
     err = Console(stderr=True)
     started = time.time()

@@ -1,4 +1,4 @@
-"""Rates with their sample size and a 95% Wilson score interval.
+"""Rates with their sample size and a 95% Wilson score interval; the exact McNemar test of paired outcomes.
 
 Wilson rather than the normal approximation because ASRs near 0% or 100% on a few hundred prompts
 are the common case here, where the normal interval collapses to zero width or leaves [0, 1].
@@ -67,3 +67,17 @@ def mean_interval(values: list[float], *, low: float = -math.inf, high: float = 
     half = Z_95 * sd / math.sqrt(n)
     return {"value": mean, "n": n, "ci95_low": max(low, mean - half), "ci95_high": min(high, mean + half),
             "kind": "score"}
+
+
+def mcnemar_exact(b: int, c: int) -> float:
+    """Two-sided exact McNemar p for b and c discordant pairs (binomial test of b against n = b + c, p = 1/2)."""
+    n = b + c
+    if n == 0:
+        return 1.0
+    try:
+        from scipy.stats import binomtest
+
+        return float(binomtest(min(b, c), n, 0.5).pvalue)
+    except ImportError:  # pragma: no cover - the same test by hand
+        tail = sum(math.comb(n, k) for k in range(min(b, c) + 1)) / 2 ** n
+        return min(1.0, 2 * tail)

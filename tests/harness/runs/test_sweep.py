@@ -51,3 +51,50 @@ def test_planning_a_sweep_imports_no_training_stack() -> None:
             "print(sorted(m for m in ('trl', 'peft', 'transformers.models.llama.modeling_llama', 'torch', 'lm_eval') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def _run_with_asr(path: Path, unsafe: list[int], n: int = 40) -> Path:
+    import json
+
+    path.mkdir()
+    lines = [json.dumps({"task": "advbench", "doc_id": d, "asr": int(d in unsafe)}) for d in range(n)]
+    lines.append(json.dumps({"task": "over_refusal", "doc_id": 0, "over_refusal": 1}))
+    (path / "samples.jsonl").write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_patch_when_asr_rose_patches_only_a_significant_rise(tmp_path: Path) -> None:
+    from qresafe_bench.harness.core.spec import VariantSpec
+    from qresafe_bench.harness.runs.sweep import Cell, _asr_did_not_rise, asr_flips
+
+    base = Cell(VariantSpec(model="m"), run_dir=_run_with_asr(tmp_path / "base", [0, 1]))
+    rose = Cell(VariantSpec(model="m", quant="rtn", bits=2),
+                run_dir=_run_with_asr(tmp_path / "rose", [0, *range(10, 20)]))  # 10 up, 1 down
+    noise = Cell(VariantSpec(model="m", quant="rtn", bits=4), run_dir=_run_with_asr(tmp_path / "noise", [0, 1, 5, 6]))
+    fell = Cell(VariantSpec(model="m", quant="rtn", bits=8), run_dir=_run_with_asr(tmp_path / "fell", []))
+    planned = [base, rose, noise, fell]
+    assert asr_flips(base.run_dir, rose.run_dir) == (40, 10, 1)
+    assert _asr_did_not_rise(rose, planned) is None  # McNemar p = 0.012
+    assert "2 prompts turned unsafe, 0 safe of 40; McNemar p = 0.5" in _asr_did_not_rise(noise, planned)
+    assert "0 prompts turned unsafe, 2 safe" in _asr_did_not_rise(fell, planned)
+    with pytest.raises(RuntimeError, match="evaluated first"):
+        _asr_did_not_rise(Cell(VariantSpec(model="m", quant="rtn", bits=3)), planned)
+
+
+def test_patch_when_needs_advbench_and_the_full_precision_cell() -> None:
+    from qresafe_bench.harness.runs.sweep import SweepSpecError
+
+    with pytest.raises(SweepSpecError, match="unknown patch_when"):
+        SweepGrid(model="m", methods=("rtn",), patch_when="sometimes")
+    with pytest.raises(SweepSpecError, match="needs the advbench task"):
+        SweepGrid(model="m", methods=("rtn",), tasks=("over_refusal",), patch_when="asr-rose")
+    with pytest.raises(SweepSpecError, match="needs the advbench task"):
+        SweepGrid(model="m", methods=("rtn",), include_unquantized=False, patch_when="asr-rose")
+
+
+def test_spec_file_reads_patch_when(tmp_path: Path) -> None:
+    from qresafe_bench.harness.runs.sweep import load_sweep_spec
+
+    spec = tmp_path / "grid.yaml"
+    spec.write_text("model: m\nquant: [rtn]\npatch: {recipe: paper}\npatch_when: asr-rose\n")
+    assert load_sweep_spec(spec)["patch_when"] == "asr-rose"
