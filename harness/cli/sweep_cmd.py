@@ -73,8 +73,8 @@ def sweep_command(
         help="always: patch every quantized cell; asr-rose: only cells whose AdvBench ASR rose significantly over "
              "full precision (paired exact McNemar p < 0.05).")] = "always",
     spec: Annotated[Path | None, typer.Option(help="Sweep spec YAML (model, quant, bits, calib, group_size, tasks, "
-                                                   "limit, batch_size, patch: one recipe or a list, patch_when); replaces "
-                                                   "the grid options.")] = None,
+                                                   "limit, batch_size, patch: one recipe or a list, "
+                                                   "patch_when); replaces the grid options.")] = None,
     backend: Backend = "hf",
     batch_size: Annotated[int, typer.Option(help="Generation batch size.")] = 64,
     device: Device = "auto",

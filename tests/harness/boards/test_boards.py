@@ -25,7 +25,8 @@ N = 40  # AdvBench prompts per run in the fake store
 
 
 def _write(home: Path, spec: VariantSpec, asr: list[int], utility: list[int] | None = None, limit: int | None = None,
-           max_new_tokens: int | None = None, location: Path | None = None) -> str:
+           max_new_tokens: int | None = None, location: Path | None = None,
+           over_refusal: list[int] | None = None) -> str:
     samples = [{"task": "advbench", "doc_id": i, "prompt": f"harmful request {i}", "output": "...", "asr": a}
                for i, a in enumerate(asr)]
     tasks = {"advbench": {"metrics": {"asr": rate_of(asr).as_dict()}, "scorer": "keyword-gcg29",
@@ -33,6 +34,10 @@ def _write(home: Path, spec: VariantSpec, asr: list[int], utility: list[int] | N
     if utility is not None:
         tasks["ref_utility"] = {"metrics": {"accuracy": rate_of(utility).as_dict()}, "scorer": "task default"}
         samples += [{"task": "ref_utility", "doc_id": i, "accuracy": u} for i, u in enumerate(utility)]
+    if over_refusal is not None:
+        tasks["over_refusal"] = {"metrics": {"over_refusal": rate_of(over_refusal).as_dict()},
+                                 "scorer": "keyword-gcg29"}
+        samples += [{"task": "over_refusal", "doc_id": i, "over_refusal": r} for i, r in enumerate(over_refusal)]
     key = stable_hash({"spec": spec.canonical(), "limit": limit, "max_new_tokens": max_new_tokens})
     results = {"spec": spec.canonical(), "variant_id": spec.id, "run_key": key, "tasks": tasks,
                "judge": {"backend": None}, "decoding": "greedy", "options": {}, "limit": limit,
@@ -48,22 +53,41 @@ def _flags(ones: set[int]) -> list[int]:
     return [1 if i in ones else 0 for i in range(N)]
 
 
-@pytest.fixture()
-def store(tmp_path: Path) -> Path:
+R = 20  # over-refusal prompts per run, where a run holds the task
+# Harmless prompts refused out of R: fp16 2, rtn w2 5 and 9 once patched, rtn w4 2; no gptq run holds the task.
+REFUSED = {"fp16": 2, "w2": 5, "w2-qresafe": 9, "w4": 2}
+
+
+def _fill(home: Path, *, over_refusal: bool) -> Path:
     """fp16: prompts 0-3 unsafe. rtn w2: quantization breaks 10-19 (and fixes 3); the patch fixes 10-17 and
-    breaks 30. gptq w4 direct: breaks 10-11, not patched. rtn w4: identical to fp16."""
-    home = tmp_path / "store"
+    breaks 30. gptq w4 direct: breaks 10-11, not patched. rtn w4: identical to fp16. With `over_refusal`, the
+    fp16 and rtn runs also hold the over_refusal task (REFUSED)."""
+    def refused(name: str) -> list[int] | None:
+        return [1] * REFUSED[name] + [0] * (R - REFUSED[name]) if over_refusal else None
+
     base = _flags({0, 1, 2, 3})
-    _write(home, VariantSpec("m"), base, [1] * 30 + [0] * 10)
+    _write(home, VariantSpec("m"), base, [1] * 30 + [0] * 10, over_refusal=refused("fp16"))
     w2 = VariantSpec("m", "rtn", 2, group_size=-1)
-    _write(home, w2, _flags({0, 1, 2} | set(range(10, 20))), [1] * 25 + [0] * 15)
+    _write(home, w2, _flags({0, 1, 2} | set(range(10, 20))), [1] * 25 + [0] * 15, over_refusal=refused("w2"))
     _write(home, VariantSpec("m", "rtn", 2, group_size=-1, patch="qresafe"),
-           _flags({0, 1, 2, 18, 19, 30}), [1] * 24 + [0] * 16)
-    _write(home, VariantSpec("m", "rtn", 4, group_size=-1), base, [1] * 30 + [0] * 10)
+           _flags({0, 1, 2, 18, 19, 30}), [1] * 24 + [0] * 16, over_refusal=refused("w2-qresafe"))
+    _write(home, VariantSpec("m", "rtn", 4, group_size=-1), base, [1] * 30 + [0] * 10, over_refusal=refused("w4"))
     _write(home, VariantSpec("m", "gptq", 4, calib="direct"), _flags({0, 1, 2, 3, 10, 11}))
     # a --limit run of the same fp16 model must not replace the full one
     _write(home, VariantSpec("m"), [0] * 5, limit=5)
     return home
+
+
+@pytest.fixture()
+def store(tmp_path: Path) -> Path:
+    """The fake store without over-refusal runs (see _fill)."""
+    return _fill(tmp_path / "store", over_refusal=False)
+
+
+@pytest.fixture()
+def refusing(tmp_path: Path) -> Path:
+    """The same store with over-refusal runs of fp16 and every rtn variant (see _fill)."""
+    return _fill(tmp_path / "refusing", over_refusal=True)
 
 
 def test_board_rows_deltas_flips_and_tests(store: Path) -> None:
@@ -312,3 +336,144 @@ def test_leaderboard_cli_takes_a_list_of_patch_labels(two_patches: Path, tmp_pat
     assert code == 2 and "at least one patch label" in err
     code, stdout, _ = run_cli(["leaderboard", "--model", "m", "--no-paper", "--home", str(two_patches)])
     assert code == 0 and "after the patch `qresafe`" in stdout and "qresafe-tuned" not in stdout  # the default
+
+
+# --- over-refusal beside ASR ------------------------------------------------------------------------------
+def _refusal(name: str):
+    return rate_of([1] * REFUSED[name] + [0] * (R - REFUSED[name]))
+
+
+def _cell(rate) -> str:
+    """A rate as the tables print it, written out here rather than through the code under test."""
+    return f"{100 * rate.value:.1f}% [{100 * rate.low:.1f}, {100 * rate.high:.1f}] n={rate.n}"
+
+
+def test_over_refusal_before_and_after_with_n_and_interval(refusing: Path) -> None:
+    board = build_board(refusing, "m")
+    fp16, w2, patched = _refusal("fp16"), _refusal("w2"), _refusal("w2-qresafe")
+    base = board["baseline"]["over_refusal"]
+    assert (base["successes"], base["n"]) == (2, R)
+    assert (base["ci95_low"], base["ci95_high"]) == pytest.approx((fp16.low, fp16.high))
+    rows = {(r["method"], r["bits"], r["tier"]): r for r in board["rows"]}
+    row = rows[("rtn", 2, "none")]
+    assert (row["over_refusal_before"]["successes"], row["over_refusal_before"]["n"]) == (5, R)
+    assert row["over_refusal_before"]["ci95_low"] == pytest.approx(w2.low)
+    assert row["over_refusal_before"]["ci95_high"] == pytest.approx(w2.high)
+    assert (row["over_refusal_after"]["successes"], row["over_refusal_after"]["n"]) == (9, R)
+    assert row["over_refusal_after"]["ci95_high"] == pytest.approx(patched.high)
+    assert row["after"][0]["over_refusal"] == row["over_refusal_after"]
+    gptq = rows[("gptq", 4, "direct")]  # a variant without the task: None, the key still there
+    assert gptq["over_refusal_before"] is None and gptq["after"][0]["over_refusal"] is None
+    assert row["asr_before"]["successes"] == 13  # the existing fields are as they were
+    assert "over_refusal" in board["meta"]
+
+    md = render_markdown(board)
+    assert f"; over-refusal {_cell(fp16)}" in md and "over-refusal: over_refusal rate" in md
+    lines = md.splitlines()
+    header = next(line for line in lines if line.startswith("| method × bits")).split(" | ")
+    column = header.index("over-refusal before → after")  # the first tier's (none)
+    assert header[column - 1] == "utility before → after"
+    cells = next(line for line in lines if line.startswith("| rtn w2 per-channel |")).split(" | ")
+    assert cells[column] == f"{_cell(w2)} → {_cell(patched)}"
+    gptq_cells = next(line for line in lines if line.startswith("| gptq w4 |")).rstrip(" |").split(" | ")
+    assert gptq_cells[-1] == "— → —"  # the direct tier's over-refusal: no run holds it
+
+    rows_csv = {(r["method"], r["bits"]): r for r in csv.DictReader(io.StringIO(render_csv(board)))}
+    line = rows_csv[("rtn", "2")]
+    assert (line["over_refusal_before"], line["over_refusal_before_n"]) == ("0.25", "20")
+    assert (line["over_refusal_after"], line["over_refusal_after_n"]) == ("0.45", "20")
+    assert float(line["over_refusal_before_low"]) == pytest.approx(w2.low, abs=1e-6)
+    assert float(line["over_refusal_after_high"]) == pytest.approx(patched.high, abs=1e-6)
+    assert (line["over_refusal_fp16"], line["over_refusal_fp16_n"]) == ("0.1", "20")
+    assert float(line["over_refusal_fp16_low"]) == pytest.approx(fp16.low, abs=1e-6)
+    assert rows_csv[("gptq", "4")]["over_refusal_before"] == "" and rows_csv[("gptq", "4")]["over_refusal_after_n"] == ""
+    assert line["asr_before_n"] == "40" and line["utility_after_n"] == "40"
+
+    html = render_html(board)
+    assert "<th>over-refusal before → after</th>" in html and "colspan='5'" in html
+    assert f"<td>{_cell(w2)} → {_cell(patched)}</td>" in html
+    assert f"over-refusal {_cell(fp16)}" in html
+
+
+def test_over_refusal_is_absent_when_no_run_holds_it(store: Path) -> None:
+    from qresafe_bench.harness.boards.board import CSV_FIELDS
+
+    board = build_board(store, "m")
+    assert "over_refusal" not in board["baseline"] and "over_refusal" not in board["meta"]
+    assert all("over_refusal_before" not in r and "over_refusal_after" not in r for r in board["rows"])
+    assert all("over_refusal" not in e for r in board["rows"] for e in r["after"])
+    assert "over-refusal" not in render_markdown(board)
+    header = render_csv(board).splitlines()[0]
+    assert header.split(",") == list(CSV_FIELDS) and "over_refusal" not in header
+    html = render_html(board)
+    assert "over-refusal" not in html and "colspan='4'" in html
+
+
+def test_over_refusal_columns_follow_the_utility_in_the_csv(refusing: Path) -> None:
+    header = render_csv(build_board(refusing, "m")).splitlines()[0].split(",")
+    at = header.index("utility_after_n")
+    assert header[at + 1:at + 5] == ["over_refusal_fp16", "over_refusal_fp16_low", "over_refusal_fp16_high",
+                                     "over_refusal_fp16_n"]
+    assert header[-1] == "memory_kind"
+
+
+# --- selecting rows and naming the files ------------------------------------------------------------------
+def test_selection_keeps_the_asked_rows_and_the_baseline(store: Path) -> None:
+    board = build_board(store, "m")
+    assert board["selection"] == {"methods": None, "bits": None, "tiers": None}
+    assert "Rows: every stored quantized variant; full precision always shown" in render_markdown(board)
+
+    board = build_board(store, "m", methods=["rtn"], bits=[2])
+    assert [(r["method"], r["bits"], r["tier"]) for r in board["rows"]] == [("rtn", 2, "none")]
+    assert board["selection"] == {"methods": ["rtn"], "bits": [2], "tiers": None}
+    assert board["baseline"]["asr"]["successes"] == 4  # full precision stays
+    md = render_markdown(board)
+    assert "Rows: only method rtn · bits 2 · calibration tier any; full precision always shown" in md
+    assert "Full precision: AdvBench ASR 10.0% [" in md and "gptq" not in md.split("## Per-prompt")[0]
+    assert "Rows: only method rtn · bits 2 · calibration tier any" in render_html(board)
+
+    board = build_board(store, "m", tiers=["direct"])
+    assert [(r["method"], r["tier"]) for r in board["rows"]] == [("gptq", "direct")]
+    board = build_board(store, "m", methods=["gptq", "rtn", "rtn"], bits=[4])
+    assert [(r["method"], r["bits"]) for r in board["rows"]] == [("rtn", 4), ("gptq", 4)]
+    assert board["selection"]["methods"] == ["gptq", "rtn"]
+
+
+def test_selection_errors_are_one_line(store: Path) -> None:
+    from qresafe_bench.harness.boards.board import BoardError
+
+    with pytest.raises(BoardError) as info:
+        build_board(store, "m", methods=["rtn"], bits=[3])
+    message = str(info.value)
+    assert "\n" not in message
+    assert message == ("no quantized variant of m matches method rtn · bits 3 · calibration tier any "
+                       "(stored: rtn w4 none, rtn w2 none, gptq w4 direct)")
+    with pytest.raises(BoardError, match=r"^unknown --quant rtm; choose from rtn, gptq"):
+        build_board(store, "m", methods=["rtm"])
+    with pytest.raises(BoardError, match=r"^unknown --calib harmful; choose from none, benign"):
+        build_board(store, "m", tiers=["harmful"])
+
+
+def test_leaderboard_cli_selects_rows_and_names_the_files(store: Path, tmp_path: Path, run_cli) -> None:
+    out = tmp_path / "boards"
+    code, _, err = run_cli(["leaderboard", "--model", "m", "--quant", "rtn", "--bits", "2, 4", "--calib", "none",
+                            "--name", "rtn-none", "--format", "md,json", "--out", str(out), "--home", str(store)])
+    assert code == 0, err
+    assert sorted(p.name for p in out.iterdir()) == ["board-rtn-none.json", "board-rtn-none.md"]
+    board = json.loads((out / "board-rtn-none.json").read_text())
+    assert board["selection"] == {"methods": ["rtn"], "bits": [2, 4], "tiers": ["none"]}
+    assert [(r["method"], r["bits"]) for r in board["rows"]] == [("rtn", 4), ("rtn", 2)]
+    assert "Rows: only method rtn · bits 2, 4 · calibration tier none" in (out / "board-rtn-none.md").read_text()
+
+    for args, hint, words in (
+        (["--name", "x"], "--name", "single --model"),  # no --model: every model's board would share the name
+        (["--model", "m", "--name", "a/b"], "--name", "no path separators"),
+        (["--model", "m", "--quant", "rtn,rtm"], "--quant", "unknown quantization method rtm; choose from rtn"),
+        (["--model", "m", "--calib", "harmful"], "--calib", "unknown calibration tier harmful; choose from none"),
+        (["--model", "m", "--bits", "four"], "--bits", "whole numbers"),
+    ):
+        code, _, err = run_cli(["leaderboard", *args, "--home", str(store)])
+        assert code == 2 and hint in err and words in err, (args, err)
+    code, stdout, err = run_cli(["leaderboard", "--model", "m", "--bits", "3", "--home", str(store)])
+    assert code == 1 and stdout == "" and err.count("\n") == 1
+    assert err.startswith("error: no quantized variant of m matches method any · bits 3 · calibration tier any")
