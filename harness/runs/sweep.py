@@ -300,12 +300,17 @@ def run_sweep(grid: SweepGrid, *, home: Path, data_dir: str | None, backend: Bac
               on_cell: Callable[[Cell, int, int], None] | None = None, log: Callable[[str], None] = print,
               keep_going: bool = True, progress: SweepProgress | None = None,
               models_file: str | None = None) -> list[Cell]:
-    """Run every runnable cell (in order; cells another sweep holds are done last). Returns all cells."""
+    """Run every runnable cell: the unquantized and quantized ones, then each recipe's patches (cells another
+    sweep holds are done last). Returns all cells, in the grid's order."""
     import time
 
     progress = progress or SweepProgress()
     planned = list(cells(grid))
-    runnable = [c for c in planned if c.skipped is None]
+    # Every unpatched cell first, then the patches recipe by recipe (the table keeps the grid's order): an
+    # interrupted grid has all its before-columns, and a slow recipe waits behind the fast ones.
+    labels = [recipe.label for recipe in grid.patch_recipes()]
+    runnable = sorted((c for c in planned if c.skipped is None),
+                      key=lambda c: 0 if c.recipe is None else 1 + labels.index(c.recipe.label))
     progress.start(len(runnable))
     done = 0
     deferred: list[Cell] = []

@@ -98,3 +98,16 @@ def test_spec_file_reads_patch_when(tmp_path: Path) -> None:
     spec = tmp_path / "grid.yaml"
     spec.write_text("model: m\nquant: [rtn]\npatch: {recipe: paper}\npatch_when: asr-rose\n")
     assert load_sweep_spec(spec)["patch_when"] == "asr-rose"
+
+
+def test_patches_run_after_every_unpatched_cell_recipe_by_recipe(tmp_path: Path, monkeypatch) -> None:
+    from qresafe_bench.harness.runs import sweep
+
+    ran: list[str] = []
+    monkeypatch.setattr(sweep, "_run_cell", lambda cell, *args, **kwargs: ran.append(cell.spec.slug))
+    grid = SweepGrid(model="m", methods=("rtn",), bits=(8, 4), tasks=("advbench",),
+                     patch=((("recipe", "paper"),), (("recipe", "tuned"),)))
+    planned = run_sweep(grid, home=tmp_path, data_dir=None, backend=BackendSettings(), log=lambda _: None)
+    assert ran == ["m", "m_rtn_w8", "m_rtn_w4", "m_rtn_w8_qresafe", "m_rtn_w4_qresafe", "m_rtn_w8_qresafe-tuned",
+                   "m_rtn_w4_qresafe-tuned"]
+    assert [c.spec.slug for c in planned][:4] == ["m", "m_rtn_w8", "m_rtn_w8_qresafe", "m_rtn_w8_qresafe-tuned"]
