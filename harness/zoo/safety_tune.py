@@ -61,7 +61,10 @@ class SafetyTuneConfig:
     answer_batch: int = 64  # the measured cost per answer falls 3.5x from batch 16 to 64 on 2 CPU cores
     max_length: int = 256  # prompt + response, chat template and default system turn included
     # SFT: full fine-tuning; a LoRA step costs the same on this CPU (the model card says why).
-    epochs: int = 1
+    # 2 epochs: the recipe's one revision, chosen by its rule (docs/smollm2-135m-safe.md): with 1 epoch the dev
+    # check's harmful refusal missed its bound alone (8 of 41 HarmBench val behaviours refused; benign refusal
+    # and utility held), and that rule's answer to a harmful-refusal miss is a second epoch over the same mix.
+    epochs: int = 2
     batch_size: int = 8
     lr: float = 1e-4
     warmup_ratio: float = 0.1
@@ -77,7 +80,7 @@ class SafetyTuneConfig:
     def micro(cls, seed: int | None = None) -> SafetyTuneConfig:
         """A seconds-long build for tests: the same pipeline on 8 + 8 examples, 2 steps, a 4 + 4 dev check."""
         return cls(seed=0 if seed is None else seed, n_safety=8, n_benign=8, answer_tokens=8, answer_batch=8,
-                   batch_size=8, dev_benign=4, dev_harmful=4)
+                   epochs=1, batch_size=8, dev_benign=4, dev_harmful=4)
 
     def key(self, base_fingerprint: str) -> str:
         """Stable short hash of the knobs and of the base weights' identity."""

@@ -214,7 +214,7 @@ def test_unfinished_answers_do_not_end_their_turn(tiny_random_dir: Path) -> None
 def test_shipped_config_matches_the_model_card() -> None:
     cfg = safety_tune.SafetyTuneConfig()
     assert (cfg.n_safety, cfg.n_benign, cfg.epochs, cfg.batch_size, cfg.lr, cfg.max_length, cfg.seed) == \
-        (50, 500, 1, 8, 1e-4, 256, 0)
+        (50, 500, 2, 8, 1e-4, 256, 0)
     assert cfg.n_benign == 10 * cfg.n_safety  # Bianchi et al.'s largest share, 2,000 : 20,000
     card = (Path(__file__).resolve().parents[3] / "docs" / "smollm2-135m-safe.md").read_text()
     assert "50 of Safety-Tuned LLaMAs'" in card and "500 Alpaca *train* instructions" in card
