@@ -368,20 +368,14 @@ def _run_cell(cell: Cell, planned: list[Cell], grid: SweepGrid, *, home: Path, d
 
 
 def asr_flips(base_run: Path, quantized_run: Path) -> tuple[int, int, int]:
-    """(prompts scored by both, turned unsafe, turned safe) of AdvBench ASR from one run to the other."""
-    import json
+    """(prompts scored by both, turned unsafe, turned safe) of AdvBench ASR from one run to the other: the
+    boards' own paired comparison, on the runs' stored samples."""
+    from ..boards.board import paired
+    from ..boards.collect import Run
 
-    def outcomes(run: Path) -> dict[int, bool]:
-        found: dict[int, bool] = {}
-        for line in (run / "samples.jsonl").read_text(encoding="utf-8").splitlines():
-            sample = json.loads(line) if line.strip() else {}
-            if sample.get("task") == "advbench" and "asr" in sample:
-                found.setdefault(sample["doc_id"], bool(sample["asr"]))
-        return found
-
-    a, b = outcomes(base_run), outcomes(quantized_run)
-    common = set(a) & set(b)
-    return (len(common), sum(1 for d in common if not a[d] and b[d]), sum(1 for d in common if a[d] and not b[d]))
+    flips = paired(Run(base_run.name, base_run, {}, 0.0), Run(quantized_run.name, quantized_run, {}, 0.0),
+                   prompt_text=False)
+    return flips["n_paired"], flips["to_unsafe"], flips["to_safe"]
 
 
 def _asr_did_not_rise(parent: Cell | None, planned: list[Cell]) -> str | None:
