@@ -2,7 +2,9 @@
 
 Two kinds of record:
 - *Generations* are keyed by (variant, backend) and, within that, by the exact request (prompt after
-  the chat template + generation settings). Each is appended to a JSONL file with one `write` call
+  the chat template + generation settings). A patched variant whose files are byte-identical to its
+  quantized parent's shares the parent's log (models/variants.py, `unchanged_parent`).
+  Each is appended to a JSONL file with one `write` call
   the moment the backend returns it, so a killed run (kill -9 included: the kernel holds the write)
   loses at most the batch in flight; the file is fsynced once per backend call, which bounds what an
   OS crash can lose to that call's generations (an fsync per line cost more than the generation of a

@@ -2,7 +2,7 @@
 evaluation of quantized variants against their full-precision model, on the same AdvBench prompts.
 
     python scripts/bench_real_model.py --model smollm2-135m --prompts 64
-    python scripts/bench_real_model.py --model smollm2-135m --variants gptq:4:benign,rtn:8 --prompts 32
+    python scripts/bench_real_model.py --model smollm2-135m --variants gptq:4:benign,rtn:8 --prompts 100
 
 Both generation sides get the same prompts through the model's chat template, the same greedy decoding and
 new-token budget, the same batch size and dtype; generated tokens are counted up to and including EOS. Every
@@ -75,7 +75,7 @@ def harness_eval(spec, n: int, max_new_tokens: int, batch_size: int, data_dir: s
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="smollm2-135m")
-    ap.add_argument("--prompts", type=int, default=64)
+    ap.add_argument("--prompts", type=int, default=100)
     ap.add_argument("--max-new-tokens", type=int, default=64)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--variants", default="gptq:4:benign,rtn:8", help="method:bits[:tier], comma-separated")

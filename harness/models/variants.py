@@ -11,6 +11,8 @@ interrupted build leaves nothing that looks finished.
 from __future__ import annotations
 
 import contextlib
+import filecmp
+import json
 import os
 import shutil
 import sys
@@ -88,6 +90,44 @@ def _as_variant(spec: VariantSpec, base: ResolvedModel, path: Path) -> ResolvedM
     adapter = path / "adapter"
     return replace(base, name=spec.slug, location=str(path), source="variant", dtype=base.dtype,
                    fingerprint=f"variant:{path.name}", adapter=str(adapter) if adapter.is_dir() else None)
+
+
+# Suffixes of the files that decide what a variant answers: weights, configs, tokenizer, chat template. The
+# records beside them (qresafe_* recipes and reports, pairs.jsonl, an unmerged adapter kept for inspection) do not.
+ANSWERING_SUFFIXES = (".safetensors", ".json", ".jinja", ".model", ".txt")
+
+
+def answering_files(path: Path) -> list[str]:
+    """The files of a variant directory that decide its answers, relative to it (adapter/ included)."""
+    names = [p.name for p in path.iterdir()
+             if p.is_file() and p.suffix in ANSWERING_SUFFIXES and not p.name.startswith("qresafe_")]
+    adapter = path / "adapter"
+    if adapter.is_dir():
+        names += [f"adapter/{p.name}" for p in adapter.iterdir() if p.is_file()]
+    return sorted(names)
+
+
+def unchanged_parent(spec: VariantSpec, model: ResolvedModel) -> tuple[VariantSpec, str] | None:
+    """(spec, fingerprint) of the quantized variant a patched variant is a byte-for-byte copy of, when its patch
+    changed nothing (its report says so, and every file that decides its answers is identical to the parent's);
+    None for any other variant. Such a variant answers every request exactly as its parent, so its evaluation
+    reads the parent's stored generations rather than producing the same answers again."""
+    if spec.patch == "none" or model.source != "variant":
+        return None
+    path = Path(model.location)
+    try:
+        report = json.loads((path / "qresafe_report.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not report.get("changes_nothing") or not report.get("quantized_variant"):
+        return None
+    parent = path.parent / Path(report["quantized_variant"]).name
+    if not is_complete(parent):
+        return None
+    files = answering_files(path)
+    if files != answering_files(parent) or not all(filecmp.cmp(path / f, parent / f, shallow=False) for f in files):
+        return None  # e.g. a zero patch stacked onto an adapter: equal in value, not in bytes; evaluated as it is
+    return replace(spec, patch="none"), f"variant:{parent.name}"
 
 
 @contextlib.contextmanager

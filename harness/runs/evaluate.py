@@ -24,7 +24,7 @@ from ..core.tasks import available_tasks, per_document_decoding, task_metadata, 
 from ..data.catalogue import ALPACA_EVAL_REFERENCES, data_dir_from_env
 from ..data.catalogue import resolve as resolve_data
 from ..generation.backends import BackendSettings, check_weights_format
-from ..models import registry
+from ..models import registry, variants
 from ..store import RunStore, stable_hash
 
 if TYPE_CHECKING:
@@ -173,8 +173,12 @@ def run_eval(request: EvalRequest, *, home: Path, models_file: str | None = None
     from .. import judges
     from ..generation.store_lm import StoreLM  # lm-eval is imported only when something must be evaluated
 
-    generations = store.generations(f"{request.spec.id}-{stable_hash(model.fingerprint, 8)}", request.backend.name,
-                                    report=log)
+    same_as = variants.unchanged_parent(request.spec, model)
+    if same_as is not None:
+        log(f"{request.spec.slug}: the patch changed no file of {same_as[0].slug}; its answers are read from "
+            f"that variant's generations (and any missing one is generated into them)")
+    owner, fingerprint = same_as or (request.spec, model.fingerprint)
+    generations = store.generations(f"{owner.id}-{stable_hash(fingerprint, 8)}", request.backend.name, report=log)
     lm = StoreLM(model, request.backend, generations, on_item=on_item)
     judge = judges.JudgeSession(
         judges.parse_spec(request.judge, request.judge_model) if request.judge else None,
@@ -194,7 +198,8 @@ def run_eval(request: EvalRequest, *, home: Path, models_file: str | None = None
         "seed": request.seed, "data": data_dir or "canonical upstream files",
         "decoding": "per task" if any(per_document_decoding(t) for t in request.tasks) else "greedy",
         "options": request.options(),
-        "generated": lm.generated, "reused": lm.reused, "wall_seconds": round(time.time() - started, 2),
+        "generated": lm.generated, "reused": lm.reused, "generations_of": owner.slug,
+        "wall_seconds": round(time.time() - started, 2),
         "lm_eval_version": raw.get("versions", {}),
     })
     run_dir = store.write_run(key, {"request": _request_dict(request), "model": asdict(model)}, samples, results)

@@ -105,3 +105,49 @@ def test_a_torn_store_is_repaired_not_answered_as_whole(tiny_random_dir, data_di
     assert not second.from_store and second.results["generated"] == 1 and second.results["reused"] == 5
     assert second.results["tasks"] == first.results["tasks"]
     assert any("samples.jsonl is damaged" in r for r in reports) and any("line 3" in r for r in reports)
+
+
+def _copy_as_patched(spec: VariantSpec, home: Path, label: str, report: dict) -> VariantSpec:
+    """A patched variant of `spec` whose files are a copy of the quantized variant's (as a patch whose
+    every update rounds away saves it), with the report `patch` writes beside them."""
+    import json
+    import shutil
+    from dataclasses import replace
+
+    from qresafe_bench.harness.models import registry
+    from qresafe_bench.harness.models.variants import variant_dir
+
+    parent = Path(registry.resolve(spec, cache_root=home, log=lambda _: None).location)
+    patched = replace(spec, patch=label)
+    base = registry.resolve(VariantSpec(model=spec.model), cache_root=home, log=lambda _: None)
+    target = variant_dir(home, patched, base)
+    shutil.copytree(parent, target)
+    (target / "qresafe_report.json").write_text(json.dumps({"quantized_variant": str(parent), **report}))
+    return patched
+
+
+def test_a_patch_that_changed_nothing_reads_its_parents_answers(tiny_random_dir, data_dir, home, monkeypatch) -> None:
+    quantized = VariantSpec(model=str(tiny_random_dir), quant="rtn", bits=4, group_size=16)
+    before = run_eval(_request(tiny_random_dir, data_dir, spec=quantized), home=home, log=lambda _: None)
+    patched = _copy_as_patched(quantized, home, "qresafe", {"changes_nothing": "every update rounds away"})
+    monkeypatch.setattr(backends, "make_lm", lambda *a, **k: pytest.fail("identical weights loaded to generate again"))
+    after = run_eval(_request(tiny_random_dir, data_dir, spec=patched), home=home, log=lambda _: None)
+    assert after.results["generated"] == 0 and after.results["reused"] == 6
+    assert after.results["generations_of"] == quantized.slug and after.results["variant_id"] == patched.id
+    assert after.results["tasks"] == before.results["tasks"] and after.run_dir != before.run_dir
+
+
+def test_a_patch_that_changed_weights_is_evaluated_on_its_own(tiny_random_dir, data_dir, home, monkeypatch) -> None:
+    quantized = VariantSpec(model=str(tiny_random_dir), quant="rtn", bits=4, group_size=16)
+    run_eval(_request(tiny_random_dir, data_dir, spec=quantized), home=home, log=lambda _: None)
+    claims = _copy_as_patched(quantized, home, "qresafe", {"changes_nothing": "every update rounds away"})
+    honest = _copy_as_patched(quantized, home, "sft", {"changes_nothing": None})
+    from qresafe_bench.harness.models import registry
+
+    weights = Path(registry.resolve(claims, cache_root=home, log=lambda _: None).location) / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 1  # one bit of one weight: the report's claim no longer holds for the files
+    weights.write_bytes(bytes(data))
+    for spec in (claims, honest):
+        outcome = run_eval(_request(tiny_random_dir, data_dir, spec=spec), home=home, log=lambda _: None)
+        assert outcome.results["generated"] == 6 and outcome.results["generations_of"] == spec.slug
