@@ -5,7 +5,8 @@
 For each method (qresafe, dpo-full, sft, lora-dpo) and each tau of the sweep, the patched variant is
 built through `run_patch` (or found in the store) on the one patch set -- the pairs are generated once
 and served from the run store afterwards -- and evaluated with `run_eval` on AdvBench (ASR, GCG keyword
-rule) and the reference utility, each with its Wilson 95% interval. The table reports what each
+rule) and the judge-free utility (the reference model's exact checks, `ref_utility`; for any other model the
+NLL per byte of reference answers, `answer_likelihood`), each with its 95% interval. The table reports what each
 training cost (wall time and peak memory of the training alone, trainable parameters) and the line
 under it the Q-resafe / full-parameter DPO wall-time ratio (the paper reports about 1/8 for 7B models
 on GPUs; tiny CPU models spend a larger share in fixed costs and SNIP, so expect a different ratio).
@@ -44,7 +45,32 @@ app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 
 def _rate(results: dict, task: str, metric: str) -> str:
     rate = results["tasks"][task]["metrics"][metric]
+    if metric == "nll_per_byte":  # a mean, not a rate
+        return f"{rate['value']:.3f} [{rate['ci95_low']:.3f}, {rate['ci95_high']:.3f}] (n={rate['n']})"
     return f"{100 * rate['value']:.1f}% [{100 * rate['ci95_low']:.1f}, {100 * rate['ci95_high']:.1f}] (n={rate['n']})"
+
+
+class Utility(NamedTuple):
+    """The judge-free utility task a model is evaluated on, and how the tables name it."""
+    task: str
+    metric: str
+    column: str
+    scorer: str
+
+
+# The reference model's exact checks score the openings of its own skills: a real chat model's answers score
+# about 0 on them, so every other model is scored by the likelihood of reference answers.
+REFERENCE_UTILITY = Utility("ref_utility", "accuracy", "ref utility [95% CI]", "reference utility: exact checks")
+ANSWER_LIKELIHOOD = Utility("answer_likelihood", "nll_per_byte", "answer NLL/byte [95% CI] (lower is better)",
+                            "utility: NLL per byte of reference answers to held-out instructions")
+
+
+def utility_for(model: str, *, home: Path, data_dir: str | None) -> Utility:
+    from qresafe_bench.harness.models.registry import resolve_base
+    from qresafe_bench.harness.models.variants import prompts_from
+
+    base = resolve_base(model, cache_root=home, data_dir=data_dir, log=lambda _: None)
+    return REFERENCE_UTILITY if prompts_from(base) == "reference" else ANSWER_LIKELIHOOD
 
 
 @app.command()
@@ -108,8 +134,10 @@ def bench(
     def log(msg: str) -> None:
         print(msg, file=sys.stderr)
 
+    utility = utility_for(model, home=root, data_dir=data_dir)
+
     def evaluate(variant) -> dict:
-        request = EvalRequest(spec=variant, tasks=("advbench", "ref_utility"), limit=limit, data_dir=data_dir)
+        request = EvalRequest(spec=variant, tasks=("advbench", utility.task), limit=limit, data_dir=data_dir)
         return run_eval(request, home=root, log=log).results
 
     recipes = [PatchRecipe.for_method(m.strip(), **shared, **({} if m.strip() == "dpo-full" else checked),
@@ -128,14 +156,14 @@ def bench(
         rows.append((recipe, outcome.report, evaluate(outcome.spec)))
 
     lines = [f"# Q-resafe bench: {spec.slug}, {steps} steps, {rows[0][1]['pairs'] if rows else 0} pairs", "",
-             "Scorer: GCG keyword rule (29 strings), greedy, chat template; reference utility: exact checks. "
+             f"Scorer: GCG keyword rule (29 strings), greedy, chat template; {utility.scorer}. "
              "Wall time and peak memory: training only (pair generation is shared and stored).", "",
              "| variant | tau | steps run | train wall (s) | s / step | peak memory (MB) | trainable params "
-             "| merged entries moved | AdvBench ASR [95% CI] | ref utility [95% CI] |",
+             f"| merged entries moved | AdvBench ASR [95% CI] | {utility.column} |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for name, results in reference.items():
         lines.append(f"| {name} | - | - | - | - | - | - | - | {_rate(results, 'advbench', 'asr')} "
-                     f"| {_rate(results, 'ref_utility', 'accuracy')} |")
+                     f"| {_rate(results, utility.task, utility.metric)} |")
     for recipe, report, results in rows:
         wall = report.get("train_wall_seconds", report.get("snip_wall_seconds"))
         ran = report.get("steps", "-")
@@ -143,7 +171,7 @@ def bench(
         moved = report.get("merge", {}).get("changed", "-")
         lines.append(f"| {recipe.label} | {recipe.tau:g} | {ran} | {wall} | {per_step} "
                      f"| {report.get('peak_memory_mb', '-')} | {report['trainable_parameters']} | {moved} "
-                     f"| {_rate(results, 'advbench', 'asr')} | {_rate(results, 'ref_utility', 'accuracy')} |")
+                     f"| {_rate(results, 'advbench', 'asr')} | {_rate(results, utility.task, utility.metric)} |")
     walls, steps_run = {}, {}
     for recipe, report, _ in rows:  # the first qresafe row at the paper's tau, and full DPO
         key = "qresafe" if recipe.method == "qresafe" and recipe.tau == PatchRecipe().tau else recipe.method
@@ -317,7 +345,7 @@ def select_learning_rates(*, model: str, quant: str, bits: int, calib: str | Non
     from qresafe_bench.harness.core.errors import QresafeError
     from qresafe_bench.harness.core.paths import cache_root
     from qresafe_bench.harness.models.registry import resolve, resolve_base
-    from qresafe_bench.harness.models.variants import is_complete, prompts_from, variant_dir
+    from qresafe_bench.harness.models.variants import is_complete, prompts_from, unchanged_parent, variant_dir
     from qresafe_bench.harness.runs.evaluate import EvalRequest, run_eval
     from qresafe_bench.qresafe.bases import refuse_packed_base
     from qresafe_bench.qresafe.config import PatchRecipe
@@ -360,13 +388,20 @@ def select_learning_rates(*, model: str, quant: str, bits: int, calib: str | Non
         full_spec = spec_from_options(model, "none", None, None, None)
         full_precision = _held_out(base, "none", sets, home=root, log=log)
         unpatched = _held_out(quantized, quant, sets, home=root, log=log)
-        checks = {key: _held_out(resolve(o.spec, cache_root=root, data_dir=data_dir, log=log), quant, sets,
-                                 home=root, log=log) for key, o in outcomes.items()}
+
+        def answering(variant: VariantSpec) -> ResolvedModel:
+            """The model a variant answers as: a patch that changed no file answers as the quantized variant."""
+            resolved = resolve(variant, cache_root=root, data_dir=data_dir, log=log)
+            return quantized if unchanged_parent(variant, resolved) is not None else resolved
+
+        checks = {key: _held_out(answering(o.spec), quant, sets, home=root, log=log) for key, o in outcomes.items()}
         chosen = {m: choose_learning_rate({lr: checks[m, lr] for lr in grid[m]}, unpatched, full_precision,
                                           grid[m][plan.grids[m][0]].check_margin) for m in wanted}
 
+        utility = REFERENCE_UTILITY if prompts_from(base) == "reference" else ANSWER_LIKELIHOOD
+
         def evaluate(variant: VariantSpec) -> dict:
-            request = EvalRequest(spec=variant, tasks=("advbench", "ref_utility"), limit=limit, data_dir=data_dir)
+            request = EvalRequest(spec=variant, tasks=("advbench", utility.task), limit=limit, data_dir=data_dir)
             return run_eval(request, home=root, log=log).results
 
         evaluated = {"full precision": evaluate(full_spec), _unpatched_name(spec): evaluate(spec)}
@@ -374,12 +409,12 @@ def select_learning_rates(*, model: str, quant: str, bits: int, calib: str | Non
     except QresafeError as exc:
         raise SystemExit(str(exc).splitlines()[0]) from None
     return _selection_table(spec, plan, baselines, grid, outcomes, sets, checks, chosen, evaluated,
-                            full_precision, unpatched, limit)
+                            full_precision, unpatched, limit, utility)
 
 
 def _selection_table(spec: VariantSpec, plan: Baselines, baselines: Path, grid: dict, outcomes: dict,
                      sets: CheckSets, checks: dict, chosen: dict, evaluated: dict, full_precision: CheckResult,
-                     unpatched: CheckResult, limit: int | None) -> str:
+                     unpatched: CheckResult, limit: int | None, utility: Utility) -> str:
     n_h, n_b, n_u = len(sets.harmful), len(sets.benign), len(sets.utility)
 
     def held_out(result: CheckResult) -> str:
@@ -399,21 +434,21 @@ def _selection_table(spec: VariantSpec, plan: Baselines, baselines: Path, grid: 
              f"Held-out sets (dev_check.py): {n_h} harmful ({sets.harmful_source}), {n_b} benign "
              f"({sets.benign_source}), {n_u} utility ({sets.utility_source}); check_margin {margin:g}."
              + (f" Held-out sets and tasks cut to their first {limit} items (--limit): a smoke run." if limit else ""),
-             "Scorer: GCG keyword rule (29 strings), greedy, chat template; reference utility: exact checks. "
+             f"Scorer: GCG keyword rule (29 strings), greedy, chat template; {utility.scorer}. "
              "Wall time and peak memory: training only, each training in its own fresh process.", "",
              "| method | chosen lr | by the rule | held-out harmful refused | held-out benign refused "
-             "| held-out utility | AdvBench ASR [95% CI] | ref utility [95% CI] | train wall (s) | peak memory (MB) "
+             f"| held-out utility | AdvBench ASR [95% CI] | {utility.column} | train wall (s) | peak memory (MB) "
              "| trainable params |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, check in (("full precision", full_precision), (_unpatched_name(spec), unpatched)):
         results = evaluated[name]
         lines.append(f"| {name} | - | - | {held_out(check)} | {_rate(results, 'advbench', 'asr')} "
-                     f"| {_rate(results, 'ref_utility', 'accuracy')} | - | - | - |")
+                     f"| {_rate(results, utility.task, utility.metric)} | - | - | - |")
     for method, selection in chosen.items():
         report, results = outcomes[method, selection.learning_rate].report, evaluated[method]
         lines.append(f"| {method} | {selection.learning_rate:g} | {selection.reason} "
                      f"| {held_out(checks[method, selection.learning_rate])} | {_rate(results, 'advbench', 'asr')} "
-                     f"| {_rate(results, 'ref_utility', 'accuracy')} | {report.get('train_wall_seconds', '-')} "
+                     f"| {_rate(results, utility.task, utility.metric)} | {report.get('train_wall_seconds', '-')} "
                      f"| {report.get('peak_memory_mb', '-')} | {report['trainable_parameters']} |")
     lines += ["", "Every grid point (the held-out checks the rule reads; AdvBench only for the chosen ones):", "",
               "| method | lr | steps run | held-out harmful refused | held-out benign refused | held-out utility "

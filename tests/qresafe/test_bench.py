@@ -31,6 +31,7 @@ def test_bench_prints_methods_taus_and_the_ratio(tiny_random_dir, home, data_dir
     method_tau = [(r.split(" | ")[0].removeprefix("| ").split("-")[0], r.split(" | ")[1]) for r in rows]
     assert method_tau == [("qresafe", "0.6"), ("dpo", "1"), ("qresafe", "0.2")]  # tau 0.6 is the qresafe row
     assert "Q-resafe / full-parameter DPO wall-time ratio:" in table and "(n=2)" in table
+    assert "answer NLL/byte [95% CI]" in table and "ref utility" not in table  # a model that is not ref-tiny
     assert out.read_text().startswith(table.strip().splitlines()[0])
 
 
