@@ -18,8 +18,13 @@ model gets public ones.
   harm-worded benign requests of the same file plus a sample of the zoo's Alpaca *dev* slice (train split,
   decontaminated against the val split that `over_refusal` reports). Any other model: Alpaca *train*
   instructions (the val split is `over_refusal`'s evaluation set);
-- utility: held-out items of the reference-utility generators' `dev` split (never the test items
-  `ref_utility` reports): accuracy must not fall by more than `margin`.
+- utility, which must not fall by more than `margin`. Reference models: held-out items of the
+  reference-utility generators' `dev` split (never the test items `ref_utility` reports), scored by
+  accuracy. Any other model: Alpaca *train* instructions (not the benign set's), answered once by the
+  full-precision model (greedy, 64 tokens), scored by the negative log-likelihood per UTF-8 byte of those
+  answers under the checked model, the held-out counterpart of `answer_likelihood` (whose AlpacaEval
+  answers are the test). It is carried as minus the NLL, so that higher is better for both kinds and the
+  guard reads the same: the NLL per byte may rise by at most `margin` nats.
 
 Every set leaves out the patch set's own prompts; the public sets also pass the calibration decontaminator
 against every evaluation set of the catalogue *and* the patch set's prompts (no normalised match, no shared
@@ -76,6 +81,11 @@ N_PUBLIC_HARMFUL = 150
 N_PUBLIC_BENIGN = 200
 SEED = "qresafe-dev-check"
 UTILITY_SOURCE = "reference-utility generators, dev split (harness/zoo/utility.py)"
+PUBLIC_UTILITY_SOURCE = (f"alpaca_harmless_train: {N_UTILITY_DEV} instructions not in the benign or patch set, "
+                         "decontaminated against every evaluation set, answered by the full-precision model "
+                         "(greedy, 64 tokens); minus the NLL per byte of those answers")
+ANSWER_TOKENS = 64
+NLL_BATCH = 16
 
 
 class HeldOutCheckError(PatchError):
@@ -86,10 +96,14 @@ class HeldOutCheckError(PatchError):
 class CheckSets:
     harmful: tuple[str, ...]
     benign: tuple[str, ...]
-    utility: tuple[dict, ...]
+    utility: tuple[dict, ...]  # {"prompt", ...}: reference items (accuracy) or {"prompt", "answer"} (likelihood)
     harmful_source: str = ""
     benign_source: str = ""
     utility_source: str = ""
+    utility_kind: str = "accuracy"  # or "likelihood": minus the NLL per byte of the full-precision model's answers
+
+    def format_utility(self, value: float) -> str:
+        return f"{value:.1%}" if self.utility_kind == "accuracy" else f"NLL/byte {-value:.3f}"
 
 
 def patch_texts(prompts: Iterable[PatchPrompt]) -> set[str]:
@@ -129,7 +143,6 @@ def _public_sets(data_dir: str | None, exclude: set[str]) -> CheckSets:
     from ..harness.data import catalogue
     from ..harness.data.calibration import reported_texts
     from ..harness.zoo.corpus import Decontaminator, normalise
-    from ..harness.zoo.utility import sample_items
 
     # the patch set's prompts join the evaluation sets: a held-out prompt shares not even an 8-gram with them;
     # and since prompts under 8 words have no 8-gram, none may sit whole inside a patch prompt either (the
@@ -141,13 +154,31 @@ def _public_sets(data_dir: str | None, exclude: set[str]) -> CheckSets:
         return decontaminator.clean(text) and f" {normalise(text)} " not in wrapped
 
     harmful = _draw(catalogue.safety_instructions(data_dir), N_PUBLIC_HARMFUL, clean, "safety_tuned_llamas_safety")
-    benign = _draw(catalogue.alpaca_instructions("train", data_dir), N_PUBLIC_BENIGN, clean, "alpaca_harmless_train")
-    return CheckSets(harmful, benign, tuple(sample_items(N_UTILITY_DEV, 0, "dev")),
+    alpaca = _draw(catalogue.alpaca_instructions("train", data_dir), N_PUBLIC_BENIGN + N_UTILITY_DEV, clean,
+                   "alpaca_harmless_train")
+    return CheckSets(harmful, alpaca[:N_PUBLIC_BENIGN], tuple({"prompt": p} for p in alpaca[N_PUBLIC_BENIGN:]),
                      harmful_source=f"safety_tuned_llamas_safety: {N_PUBLIC_HARMFUL} requests not in the patch set, "
                                     "decontaminated against every evaluation set",
                      benign_source=f"alpaca_harmless_train: {N_PUBLIC_BENIGN} instructions not in the patch set, "
                                    "decontaminated against every evaluation set",
-                     utility_source=UTILITY_SOURCE)
+                     utility_source=PUBLIC_UTILITY_SOURCE, utility_kind="likelihood")
+
+
+def with_full_precision_answers(sets: CheckSets, model, tokenizer) -> CheckSets:
+    """The likelihood sets with every utility prompt answered by `model`, the full-precision one (greedy); the
+    accuracy sets as they are. Called once per run, before anything is measured."""
+    from dataclasses import replace
+
+    from ..harness.zoo.generate import chat_generate
+
+    if sets.utility_kind != "likelihood":
+        return sets
+    prompts = [item["prompt"] for item in sets.utility]
+    answers = chat_generate(model, tokenizer, prompts, max_new_tokens=ANSWER_TOKENS)
+    if not all(a.strip() for a in answers):
+        raise HeldOutCheckError("held-out checks: the full-precision model gave an empty answer to a utility prompt; "
+                                "its likelihood cannot be measured")
+    return replace(sets, utility=tuple({"prompt": p, "answer": a} for p, a in zip(prompts, answers, strict=True)))
 
 
 def _draw(texts: Iterable[str], n: int, clean: Callable[[str], bool], name: str) -> tuple[str, ...]:
@@ -169,21 +200,32 @@ class CheckResult:
     step: int
     harmful_refusal: float
     benign_refusal: float
-    utility: float
+    utility: float  # higher is better: accuracy, or minus the NLL per byte (CheckSets.utility_kind)
     admissible: bool = True
 
 
 def measure(model, tokenizer, sets: CheckSets, step: int, max_new_tokens: int = 64) -> CheckResult:
-    """Refusal rates and utility accuracy of `model` on the check sets (greedy)."""
+    """Refusal rates (greedy answers) and utility of `model` on the check sets."""
     from ..harness.zoo.generate import chat_generate, refusal_rate
     from ..harness.zoo.utility import score
 
-    prompts = [*sets.harmful, *sets.benign, *(item["prompt"] for item in sets.utility)]
-    outputs = chat_generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens)
+    likelihood = sets.utility_kind == "likelihood"
+    if likelihood and not all("answer" in item for item in sets.utility):
+        raise HeldOutCheckError("held-out checks: the utility prompts have no full-precision answers yet "
+                                "(with_full_precision_answers)")
+    generated = [*sets.harmful, *sets.benign, *([] if likelihood else (item["prompt"] for item in sets.utility))]
+    outputs = chat_generate(model, tokenizer, generated, max_new_tokens=max_new_tokens)
     n_h, n_b = len(sets.harmful), len(sets.benign)
+    if likelihood:
+        from ..harness.zoo.safety_tune import nll_per_byte
+
+        answers = [tokenizer(item["answer"], add_special_tokens=False)["input_ids"] for item in sets.utility]
+        with torch.no_grad():
+            utility = -nll_per_byte(model, tokenizer, [item["prompt"] for item in sets.utility], answers, NLL_BATCH)
+    else:
+        utility = score(list(sets.utility), outputs[n_h + n_b:])
     return CheckResult(step=step, harmful_refusal=refusal_rate(outputs[:n_h]),
-                       benign_refusal=refusal_rate(outputs[n_h:n_h + n_b]),
-                       utility=score(list(sets.utility), outputs[n_h + n_b:]))
+                       benign_refusal=refusal_rate(outputs[n_h:n_h + n_b]), utility=utility)
 
 
 def _four_bit_layers(model) -> list[tuple[str, torch.nn.Module]]:
@@ -295,7 +337,7 @@ class DevCheckCallback(TrainerCallback):
             self.best = result
             self._best_state = {n: (f.a.detach().clone(), f.b.detach().clone()) for n, f in self.factors.items()}
         self.log(f"dev check at step {step}: harmful refused {result.harmful_refusal:.1%}, benign refused "
-                 f"{result.benign_refusal:.1%}, utility {result.utility:.1%}"
+                 f"{result.benign_refusal:.1%}, utility {self.sets.format_utility(result.utility)}"
                  f"{'' if result.admissible else ' (outside the guard)'}")
         return result
 
@@ -312,7 +354,8 @@ class DevCheckCallback(TrainerCallback):
         self.log(f"dev check sets: {len(sets.harmful)} harmful ({sets.harmful_source}), {len(sets.benign)} benign "
                  f"({sets.benign_source}), {len(sets.utility)} utility ({sets.utility_source})")
         self.log(f"dev check, full-precision target: harmful refused {self.reference.harmful_refusal:.1%}, "
-                 f"benign refused {self.reference.benign_refusal:.1%}, utility {self.reference.utility:.1%}")
+                 f"benign refused {self.reference.benign_refusal:.1%}, "
+                 f"utility {sets.format_utility(self.reference.utility)}")
         if self.restored(self._check(0)):
             self.log("dev checks: the unpatched model already refuses like the full-precision one; no training")
             control.should_training_stop = True
@@ -367,6 +410,6 @@ class DevCheckCallback(TrainerCallback):
                 "harmful_n": len(self.sets.harmful),
                 "benign_n": len(self.sets.benign), "utility_n": len(self.sets.utility),
                 "harmful_source": self.sets.harmful_source, "benign_source": self.sets.benign_source,
-                "utility_source": self.sets.utility_source,
+                "utility_source": self.sets.utility_source, "utility_kind": self.sets.utility_kind,
                 "full_precision": asdict(self.reference), "kept_step": kept.step if kept else None,
                 "restored": bool(kept and self.restored(kept)), "history": [asdict(r) for r in self.history]}

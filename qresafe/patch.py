@@ -396,7 +396,7 @@ def _dev_checker(request: PatchRequest, trainer, tokenizer, pairs: list[Preferen
     """The held-out check callback (dev_check.py), added to `trainer`; measures the full-precision target."""
     from transformers import AutoModelForCausalLM
 
-    from .dev_check import DevCheckCallback, GridView, check_sets, measure, patch_texts
+    from .dev_check import DevCheckCallback, GridView, check_sets, measure, patch_texts, with_full_precision_answers
     from .trainer import lora_factors
 
     factors = lora_factors(trainer.model)
@@ -404,7 +404,9 @@ def _dev_checker(request: PatchRequest, trainer, tokenizer, pairs: list[Preferen
     sets = check_sets(request.data_dir, exclude, prompts_from=prompts_from(base))
     started = time.perf_counter()
     full_precision = AutoModelForCausalLM.from_pretrained(base.location, dtype="auto", use_safetensors=True)
-    reference = measure(full_precision.to(request.device).eval(), tokenizer, sets, step=-1)
+    full_precision = full_precision.to(request.device).eval()
+    sets = with_full_precision_answers(sets, full_precision, tokenizer)
+    reference = measure(full_precision, tokenizer, sets, step=-1)
     del full_precision
     update_masks = (lambda: trainer.update_masks) if request.recipe.mask == "exact" else None
     grid = (GridView(Path(quantized.location), factors, update_masks)

@@ -328,6 +328,23 @@ def _held_out(resolved: ResolvedModel, quant: str, sets: CheckSets, *, home: Pat
     return result
 
 
+def _answered(base: ResolvedModel, sets: CheckSets, *, home: Path, log: Callable[[str], None]) -> CheckSets:
+    """The check sets with the full-precision model's answers to the utility prompts (likelihood sets only),
+    generated once and kept in the store beside the held-out results."""
+    from qresafe_bench.harness.store import atomic_write_json, read_json, stable_hash
+    from qresafe_bench.qresafe.dev_check import with_full_precision_answers
+
+    if sets.utility_kind != "likelihood":
+        return sets
+    key = stable_hash({"model": base.fingerprint, "prompts": [item["prompt"] for item in sets.utility]}, length=24)
+    path = home / "bench_patch" / "held_out" / f"answers-{key}.json"
+    if not path.is_file():
+        log(f"answering the {len(sets.utility)} utility prompts with {base.name} (greedy)")
+        model, tokenizer = _load_for_checks(base, "none")
+        atomic_write_json(path, list(with_full_precision_answers(sets, model, tokenizer).utility))
+    return replace(sets, utility=tuple(read_json(path)))
+
+
 def _unpatched_name(spec: VariantSpec) -> str:
     return f"{spec.quant} w{spec.bits} (unpatched)"
 
@@ -385,6 +402,7 @@ def select_learning_rates(*, model: str, quant: str, bits: int, calib: str | Non
         if limit:
             sets = replace(sets, harmful=sets.harmful[:limit], benign=sets.benign[:limit],
                            utility=sets.utility[:limit])
+        sets = _answered(base, sets, home=root, log=log)
         full_spec = spec_from_options(model, "none", None, None, None)
         full_precision = _held_out(base, "none", sets, home=root, log=log)
         unpatched = _held_out(quantized, quant, sets, home=root, log=log)
@@ -418,8 +436,9 @@ def _selection_table(spec: VariantSpec, plan: Baselines, baselines: Path, grid: 
     n_h, n_b, n_u = len(sets.harmful), len(sets.benign), len(sets.utility)
 
     def held_out(result: CheckResult) -> str:
-        return (f"{_count(result.harmful_refusal, n_h)} | {_count(result.benign_refusal, n_b)} "
-                f"| {_count(result.utility, n_u)}")
+        utility = (_count(result.utility, n_u) if sets.utility_kind == "accuracy"
+                   else sets.format_utility(result.utility))
+        return f"{_count(result.harmful_refusal, n_h)} | {_count(result.benign_refusal, n_b)} | {utility}"
 
     first = next(iter(outcomes.values())).report
     hyper = first.get("hyperparameters", {})

@@ -157,7 +157,9 @@ def test_public_check_sets_are_held_out_from_evaluation_and_patch(data_dir, tmp_
 
     assert len(sets.harmful) == dev_check.N_PUBLIC_HARMFUL and len(sets.benign) == dev_check.N_PUBLIC_BENIGN
     assert len(set(sets.harmful)) == len(sets.harmful) and len(set(sets.benign)) == len(sets.benign)
-    held_out = [*sets.harmful, *sets.benign]
+    utility = [item["prompt"] for item in sets.utility]
+    assert len(utility) == dev_check.N_UTILITY_DEV and not set(utility) & set(sets.benign)
+    held_out = [*sets.harmful, *sets.benign, *utility]
     assert not set(held_out) & set(natural_dev.NATURAL_HARMFUL + natural_dev.NATURAL_BENIGN)  # not the lexicon's
     # no normalised match and no shared 8-gram with any evaluation set of the catalogue, nor with the patch set
     for reference in (reported_texts(data_dir, "public"), sorted(patch)):
@@ -184,6 +186,31 @@ def test_public_check_sets_name_their_sources(data_dir) -> None:
     assert "natural_dev" in reference.harmful_source and reference.harmful_source != sets.harmful_source
     with pytest.raises(HeldOutCheckError, match="prompt source"):
         dev_check.check_sets(data_dir, set(), prompts_from="zoo")
+    assert sets.utility_kind == "likelihood" and report["utility_source"].startswith("alpaca_harmless_train")
+    assert {item["prompt"] for item in sets.utility} <= set(public_data.alpaca_instructions("train", data_dir))
+    assert reference.utility_kind == "accuracy" and "ref_utility" not in sets.utility_source
+
+
+def test_public_utility_is_the_likelihood_of_full_precision_answers(tiny_random_dir: Path) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_random_dir).eval()
+    tokenizer = AutoTokenizer.from_pretrained(tiny_random_dir)
+    sets = CheckSets(("Explain how a bicycle works.",), ("List three colours.",),
+                     tuple({"prompt": p} for p in ("Write a short poem about the sea.", "List three colours.")),
+                     utility_kind="likelihood")
+    with pytest.raises(HeldOutCheckError, match="no full-precision answers"):
+        dev_check.measure(model, tokenizer, sets, step=0, max_new_tokens=4)
+    answered = dev_check.with_full_precision_answers(sets, model, tokenizer)
+    assert all(item["answer"].strip() for item in answered.utility)
+    own = dev_check.measure(model, tokenizer, answered, step=0, max_new_tokens=4)
+    torch.manual_seed(0)
+    with torch.no_grad():  # another model: the same answers are less likely under it
+        for parameter in model.parameters():
+            parameter.add_(torch.randn_like(parameter) * 0.5, alpha=1.0)
+    other = dev_check.measure(model, tokenizer, answered, step=0, max_new_tokens=4)
+    assert own.utility < 0 and other.utility < own.utility  # minus the NLL per byte: higher is better
+    assert answered.format_utility(own.utility).startswith("NLL/byte ")
 
 
 # --- 4-bit bases: a check must not cost the LoRA factors their gradients -----------------------------------

@@ -223,6 +223,8 @@ def test_patch_with_dev_checks_keeps_a_checked_step(run_cli, tiny_random_dir, ho
     report = json.loads(out)
     checks = report["dev_checks"]
     assert report["label"].endswith("-check1") and checks["every"] == 1 and checks["full_precision"]["step"] == -1
+    # not the reference model: utility is minus the NLL per byte of the full-precision model's own answers
+    assert checks["utility_kind"] == "likelihood" and checks["full_precision"]["utility"] < 0
     steps = [c["step"] for c in checks["history"]]
     assert steps[0] == 0 and steps == list(range(len(steps))) and checks["kept_step"] in steps
     assert report["steps"] == steps[-1]  # training ran up to the last check (stopped early or not)
