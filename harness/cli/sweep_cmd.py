@@ -108,25 +108,18 @@ def sweep_command(
     device = resolve_device(device)
     err = Console(stderr=True)
     started = time.time()
-    with _RichProgress(err) as progress:
-        planned = run_sweep(grid, home=cache_root(home), data_dir=data_dir,
-                            backend=BackendSettings(name=backend, batch_size=batch_size, device=device,
-                                                    tensor_parallel_size=tensor_parallel_size,
-                                                    data_parallel_size=data_parallel_size),
-                            progress=progress,
-                            models_file=models_file, log=progress.log)
-    table = markdown_table(planned)
-    print(table)
-    served = [c for c in planned if c.from_store]
-    err.print(f"[dim]{len(served)} of {sum(1 for c in planned if c.results)} finished cells came from the store; "
-              f"{time.time() - started:.1f} s[/dim]")
-    if out:
-        command = "qresafe-bench " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    command = "qresafe-bench " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+    def write_table(planned: list, *, finished: bool) -> None:
+        """The Markdown file: rewritten after every cell, so that an interrupted sweep leaves the cells it
+        finished (the rest say "not run"), and once more at the end."""
         labels = [recipe.label for recipe in grid.patch_recipes()]
         patches = f" Patch{'es' if len(labels) > 1 else ''}: {', '.join(labels)}." if labels else ""
         # Which build of the model the grid measured (a zoo model's folder name carries its build key).
         built = next((Path(c.results["model"]["location"]).name for c in planned
                       if c.results and c.spec.quant == "none" and c.spec.patch == "none"), None)
+        state = "" if finished else (" In progress or interrupted: a cell marked \"not run\" is not computed yet; "
+                                     "rerun the command to resume.")
         header = (f"# {grid.model}: quantization grid\n\nCommand: `{command}`\n\n"
                   f"{f'Model build: `{built}`. ' if built else ''}"
                   f"Wall time: {time.time() - started:.0f} s on this machine (cells already in the store are not "
@@ -134,8 +127,22 @@ def sweep_command(
                   f"{grid.max_new_tokens or 64} new tokens; every rate with its Wilson 95% interval. "
                   f"Backend: {f'hf (transformers), {device}' if backend == 'hf' else backend}."
                   f"{f' Limit: first {grid.limit} documents per task.' if grid.limit else ''}"
-                  f"{patches}\n\n")
-        atomic_write_text(out, header + table)
+                  f"{patches}{state}\n\n")
+        atomic_write_text(out, header + markdown_table(planned))
+
+    with _RichProgress(err) as progress:
+        planned = run_sweep(grid, home=cache_root(home), data_dir=data_dir,
+                            backend=BackendSettings(name=backend, batch_size=batch_size, device=device,
+                                                    tensor_parallel_size=tensor_parallel_size,
+                                                    data_parallel_size=data_parallel_size),
+                            progress=progress, models_file=models_file, log=progress.log,
+                            on_done=(lambda cells: write_table(cells, finished=False)) if out else None)
+    print(markdown_table(planned))
+    served = [c for c in planned if c.from_store]
+    err.print(f"[dim]{len(served)} of {sum(1 for c in planned if c.results)} finished cells came from the store; "
+              f"{time.time() - started:.1f} s[/dim]")
+    if out:
+        write_table(planned, finished=True)
     failed = [c for c in planned if c.error]
     if failed:
         err.print(f"{len(failed)} cell(s) failed; rerun to retry them (finished cells come from the store)")

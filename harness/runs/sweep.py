@@ -299,9 +299,9 @@ def cell_locks(home: Path, specs: list[VariantSpec], *, wait: bool) -> Iterator[
 def run_sweep(grid: SweepGrid, *, home: Path, data_dir: str | None, backend: BackendSettings,
               on_cell: Callable[[Cell, int, int], None] | None = None, log: Callable[[str], None] = print,
               keep_going: bool = True, progress: SweepProgress | None = None,
-              models_file: str | None = None) -> list[Cell]:
+              models_file: str | None = None, on_done: Callable[[list[Cell]], None] | None = None) -> list[Cell]:
     """Run every runnable cell: the unquantized and quantized ones, then each recipe's patches (cells another
-    sweep holds are done last). Returns all cells, in the grid's order."""
+    sweep holds are done last). Returns all cells, in the grid's order; `on_done` gets them after every cell."""
     import time
 
     progress = progress or SweepProgress()
@@ -337,6 +337,8 @@ def run_sweep(grid: SweepGrid, *, home: Path, data_dir: str | None, backend: Bac
                 cell.seconds = round(time.time() - started, 2)
                 done += 1
                 progress.done(cell)
+                if on_done:
+                    on_done(planned)
     return planned
 
 

@@ -299,3 +299,31 @@ def test_sweep_header_names_every_patch_label(tmp_path: Path, monkeypatch: pytes
     assert code == 0
     assert "Patches: qresafe, qresafe-tuned, sft-tuned." in out.read_text()
     assert stdout.count("| not run |") == 5  # the base, the quantized cell and its three patched cells
+
+
+def test_an_interrupted_sweep_leaves_the_table_of_its_finished_cells(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                     run_cli) -> None:
+    from qresafe_bench.harness.models import registry
+    from qresafe_bench.harness.runs import sweep
+    from qresafe_bench.harness.runs.evaluate import EvalOutcome
+
+    asr = {"value": 0.25, "ci95_low": 0.1, "ci95_high": 0.5, "n": 8}
+    evaluated: list[str] = []
+
+    def evaluate(request, **_):
+        if evaluated:
+            raise KeyboardInterrupt  # ^C during the second cell
+        evaluated.append(request.spec.slug)
+        results = {"tasks": {"advbench": {"metrics": {"asr": asr, "affirmative": asr}}},
+                   "model": {"location": "/store/zoo/m-build1"}}
+        return EvalOutcome(results, tmp_path, from_store=False)
+
+    monkeypatch.setattr(registry, "resolve", lambda spec, **_: None)
+    monkeypatch.setattr(sweep, "run_eval", evaluate)
+    spec, out = tmp_path / "sweep.yaml", tmp_path / "grid.md"
+    spec.write_text("model: m\nquant: rtn\nbits: [4, 2]\ntasks: advbench\n")
+    code, _, _ = run_cli(["sweep", "--spec", str(spec), "--out", str(out), "--home", str(tmp_path / "home")])
+    assert code != 0 and evaluated == ["m"]
+    table = out.read_text()
+    assert "In progress or interrupted" in table and "25.0" in table and "Model build: `m-build1`" in table
+    assert table.count("| not run |") == 2  # the 4-bit cell cut short and the 2-bit cell never started
