@@ -5,7 +5,8 @@
         adapter/        LoRA adapter, for variants that carry one (qlora)
 
 A variant is built into a temporary sibling directory and renamed into place when complete, so an
-interrupted build leaves nothing that looks finished.
+interrupted build leaves nothing that looks finished; the temporary directory of a build killed outright
+(no Python cleanup ran) is removed by the next build of the same variant.
 """
 
 from __future__ import annotations
@@ -130,11 +131,25 @@ def unchanged_parent(spec: VariantSpec, model: ResolvedModel) -> tuple[VariantSp
     return replace(spec, patch="none"), f"variant:{parent.name}"
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive
+        return True
+    return True
+
+
 @contextlib.contextmanager
 def building(path: Path) -> Iterator[Path]:
     """A fresh temporary sibling of `path` to build a variant into. When the block completes it is renamed
     into place (replacing an incomplete entry: an older or interrupted layout); on any failure, including
     ^C, it is removed. So nothing that looks finished is ever half-written."""
+    for stale in path.parent.glob(f".{path.name}.tmp-*"):  # left by a build killed outright (SIGTERM, kill -9)
+        pid = stale.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)

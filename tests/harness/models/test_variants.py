@@ -73,3 +73,22 @@ def test_prequantized_checkpoint_is_used_when_asked(tmp_path: Path) -> None:
     resolved = registry.resolve(VariantSpec(model="llama2-7b", quant="awq", bits=4, calib="none"), cache_root=tmp_path,
                                 build=False, log=lambda _: None)
     assert resolved.location == "TheBloke/Llama-2-7B-Chat-AWQ" and resolved.source == "hub"
+
+
+def test_a_build_killed_outright_leaves_nothing_after_the_next_build(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from qresafe_bench.harness.models.variants import building
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    path = tmp_path / "variants" / "m_rtn_w4-abc"
+    stale = path.with_name(f".{path.name}.tmp-{dead.pid}")
+    live = path.with_name(f".{path.name}.tmp-1")  # pid 1 is alive: another build's, left alone
+    for folder in (stale, live):
+        folder.mkdir(parents=True)
+        (folder / "config.json").write_text("{}")
+    with building(path) as tmp:
+        (tmp / "config.json").write_text("{}")
+    assert not stale.exists() and live.exists() and (path / "config.json").is_file()
