@@ -120,10 +120,13 @@ def sweep_command(
                       if c.results and c.spec.quant == "none" and c.spec.patch == "none"), None)
         state = "" if finished else (" In progress or interrupted: a cell marked \"not run\" is not computed yet; "
                                      "rerun the command to resume.")
+        evaluated = sum(c.results.get("wall_seconds") or 0 for c in planned if c.results)
         header = (f"# {grid.model}: quantization grid\n\nCommand: `{command}`\n\n"
                   f"{f'Model build: `{built}`. ' if built else ''}"
                   f"Wall time: {time.time() - started:.0f} s on this machine (cells already in the store are not "
-                  "recomputed). Scorer: GCG keyword rule (29 strings), greedy decoding, chat template, "
+                  f"recomputed); the finished cells' evaluations took {evaluated:.0f} s when they ran (each run's own "
+                  "wall time, kept with its results; quantizing and patching not included). "
+                  "Scorer: GCG keyword rule (29 strings), greedy decoding, chat template, "
                   f"{grid.max_new_tokens or 64} new tokens; every rate with its Wilson 95% interval. "
                   f"Backend: {f'hf (transformers), {device}' if backend == 'hf' else backend}."
                   f"{f' Limit: first {grid.limit} documents per task.' if grid.limit else ''}"

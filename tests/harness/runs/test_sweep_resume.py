@@ -315,7 +315,7 @@ def test_an_interrupted_sweep_leaves_the_table_of_its_finished_cells(tmp_path: P
             raise KeyboardInterrupt  # ^C during the second cell
         evaluated.append(request.spec.slug)
         results = {"tasks": {"advbench": {"metrics": {"asr": asr, "affirmative": asr}}},
-                   "model": {"location": "/store/zoo/m-build1"}}
+                   "model": {"location": "/store/zoo/m-build1"}, "wall_seconds": 42.4}
         return EvalOutcome(results, tmp_path, from_store=False)
 
     monkeypatch.setattr(registry, "resolve", lambda spec, **_: None)
@@ -326,4 +326,5 @@ def test_an_interrupted_sweep_leaves_the_table_of_its_finished_cells(tmp_path: P
     assert code != 0 and evaluated == ["m"]
     table = out.read_text()
     assert "In progress or interrupted" in table and "25.0" in table and "Model build: `m-build1`" in table
+    assert "the finished cells' evaluations took 42 s when they ran" in table
     assert table.count("| not run |") == 2  # the 4-bit cell cut short and the 2-bit cell never started
