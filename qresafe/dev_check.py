@@ -62,7 +62,7 @@ import random
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -167,8 +167,6 @@ def _public_sets(data_dir: str | None, exclude: set[str]) -> CheckSets:
 def with_full_precision_answers(sets: CheckSets, model, tokenizer) -> CheckSets:
     """The likelihood sets with every utility prompt answered by `model`, the full-precision one (greedy); the
     accuracy sets as they are. Called once per run, before anything is measured."""
-    from dataclasses import replace
-
     from ..harness.zoo.generate import chat_generate
 
     if sets.utility_kind != "likelihood":
@@ -220,8 +218,7 @@ def measure(model, tokenizer, sets: CheckSets, step: int, max_new_tokens: int = 
         from ..harness.zoo.safety_tune import nll_per_byte
 
         answers = [tokenizer(item["answer"], add_special_tokens=False)["input_ids"] for item in sets.utility]
-        with torch.no_grad():
-            utility = -nll_per_byte(model, tokenizer, [item["prompt"] for item in sets.utility], answers, NLL_BATCH)
+        utility = -nll_per_byte(model, tokenizer, [item["prompt"] for item in sets.utility], answers, NLL_BATCH)
     else:
         utility = score(list(sets.utility), outputs[n_h + n_b:])
     return CheckResult(step=step, harmful_refusal=refusal_rate(outputs[:n_h]),

@@ -65,11 +65,9 @@ ANSWER_LIKELIHOOD = Utility("answer_likelihood", "nll_per_byte", "answer NLL/byt
                             "utility: NLL per byte of reference answers to held-out instructions")
 
 
-def utility_for(model: str, *, home: Path, data_dir: str | None) -> Utility:
-    from qresafe_bench.harness.models.registry import resolve_base
+def utility_of(base: ResolvedModel) -> Utility:
     from qresafe_bench.harness.models.variants import prompts_from
 
-    base = resolve_base(model, cache_root=home, data_dir=data_dir, log=lambda _: None)
     return REFERENCE_UTILITY if prompts_from(base) == "reference" else ANSWER_LIKELIHOOD
 
 
@@ -134,7 +132,9 @@ def bench(
     def log(msg: str) -> None:
         print(msg, file=sys.stderr)
 
-    utility = utility_for(model, home=root, data_dir=data_dir)
+    from qresafe_bench.harness.models.registry import resolve_base
+
+    utility = utility_of(resolve_base(model, cache_root=root, data_dir=data_dir, log=log))
 
     def evaluate(variant) -> dict:
         request = EvalRequest(spec=variant, tasks=("advbench", utility.task), limit=limit, data_dir=data_dir)
@@ -416,7 +416,7 @@ def select_learning_rates(*, model: str, quant: str, bits: int, calib: str | Non
         chosen = {m: choose_learning_rate({lr: checks[m, lr] for lr in grid[m]}, unpatched, full_precision,
                                           grid[m][plan.grids[m][0]].check_margin) for m in wanted}
 
-        utility = REFERENCE_UTILITY if prompts_from(base) == "reference" else ANSWER_LIKELIHOOD
+        utility = utility_of(base)
 
         def evaluate(variant: VariantSpec) -> dict:
             request = EvalRequest(spec=variant, tasks=("advbench", utility.task), limit=limit, data_dir=data_dir)
@@ -436,9 +436,9 @@ def _selection_table(spec: VariantSpec, plan: Baselines, baselines: Path, grid: 
     n_h, n_b, n_u = len(sets.harmful), len(sets.benign), len(sets.utility)
 
     def held_out(result: CheckResult) -> str:
-        utility = (_count(result.utility, n_u) if sets.utility_kind == "accuracy"
-                   else sets.format_utility(result.utility))
-        return f"{_count(result.harmful_refusal, n_h)} | {_count(result.benign_refusal, n_b)} | {utility}"
+        kept = (_count(result.utility, n_u) if sets.utility_kind == "accuracy"
+                else sets.format_utility(result.utility))
+        return f"{_count(result.harmful_refusal, n_h)} | {_count(result.benign_refusal, n_b)} | {kept}"
 
     first = next(iter(outcomes.values())).report
     hyper = first.get("hyperparameters", {})
