@@ -97,6 +97,15 @@ BOARDS: dict[str, tuple[tuple[str, ...], dict[str, tuple[str, ...]]]] = {
     "smollm2-135m": (("methods-bits",), {}),  # no patch: the sweep's own table is the board
     "ref-tiny": (("paper-main", "paper-bits"), {"ref-tiny": ()}),
 }
+# The cells quantization broke on a board (ASR up, paired McNemar p < 0.05): each also gets the fair-baselines
+# bench (scripts/bench_patch.py --select-lr: SFT, LoRA-DPO, full DPO and Q-resafe, each at the learning rate
+# baselines.yaml's rule picks on held-out checks, plus the paper and tuned recipes as the sweeps make them),
+# written to baselines-<method>-w<bits>-<tier>.md beside the boards. The bench's shared budget: 32 tier prompts.
+# Full DPO needs an integer grid to merge into: a QLoRA base (NF4) takes adapters only.
+BASELINE_CELLS: dict[str, tuple[tuple[str, int, str, str], ...]] = {
+    "ref-tiny": (("llm-qat", 4, "direct", "qresafe,dpo-full,sft,lora-dpo"),
+                 ("qlora", 4, "direct", "qresafe,sft,lora-dpo")),
+}
 
 
 @nox.session(python=PYTHON, default=False)
@@ -119,6 +128,11 @@ def boards(session: nox.Session) -> None:
             session.run("qresafe-bench", "leaderboard", "--model", model, "--format", "md,csv,json,html",
                         "--out", out, "--name", name, *selection, "--patch", "qresafe,qresafe-tuned",
                         "--no-prompt-text", env=_env())  # published: no copy of AdvBench's prompts, only indices
+        for quant, bits, tier, methods in BASELINE_CELLS.get(model, ()):
+            session.run("python", "scripts/bench_patch.py", "--model", model, "--quant", quant, "--bits", str(bits),
+                        "--calib", tier, "--methods", methods, "--select-lr", "--n-tier-prompts", "32",
+                        "--recipes", "paper,tuned",
+                        "--out", f"{out}/baselines-{quant}-w{bits}-{tier}.md", env=_env())
 
 
 @nox.session(python=PYTHON)

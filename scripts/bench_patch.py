@@ -24,9 +24,11 @@ whatever ran before it; the held-out measurements are kept in the store beside t
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
 import sys
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NamedTuple
@@ -98,8 +100,13 @@ def bench(
                             "then evaluate the chosen ones (the tau sweep is not run).")] = False,
     baselines: Annotated[Path | None, typer.Option(
         help="Learning-rate grids and rule for --select-lr (default: qresafe/baselines.yaml).")] = None,
+    with_recipes: Annotated[str, typer.Option(
+        "--recipes", help="With --select-lr: also Q-resafe under these named recipes (qresafe/recipes.yaml), "
+                          "comma-separated, each on its own patch set and length as the boards' sweeps patch, "
+                          "e.g. paper,tuned.")] = "",
 ) -> None:
     """Build and evaluate every method and tau on the same pairs; print the tables and the time ratio."""
+    started = time.time()
     if select_lr:
         if learning_rate is not None or check_every:
             raise SystemExit("--select-lr takes each method's learning rates from its grid and trains every method "
@@ -107,13 +114,20 @@ def bench(
         table = select_learning_rates(
             model=model, quant=quant, bits=bits, calib=calib, methods=methods, steps=steps,
             n_tier_prompts=n_tier_prompts, n_harmful_prompts=n_harmful_prompts, limit=limit, data_dir=data_dir,
-            home=home, baselines=baselines or default_baselines_file())
+            home=home, baselines=baselines or default_baselines_file(),
+            recipes=[r.strip() for r in with_recipes.split(",") if r.strip()])
         print(table)
         if out:
             from qresafe_bench.harness.store import atomic_write_text
 
-            atomic_write_text(out, table + "\n")
+            title, _, body = table.partition("\n\n")
+            command = "python scripts/bench_patch.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+            atomic_write_text(out, f"{title}\n\nCommand: `{command}`\n\nWall time: {time.time() - started:.0f} s on "
+                                   "this machine (trainings, held-out checks and evaluations already in the store are "
+                                   f"not recomputed; each training's own time is in the table).\n\n{body}\n")
         return
+    if with_recipes:
+        raise SystemExit("--recipes adds the named recipes' rows to the --select-lr table: add --select-lr")
     steps = 100 if steps is None else steps
     n_tier_prompts = 64 if n_tier_prompts is None else n_tier_prompts
     n_harmful_prompts = 64 if n_harmful_prompts is None else n_harmful_prompts
@@ -355,9 +369,11 @@ def _count(rate: float, n: int) -> str:
 
 def select_learning_rates(*, model: str, quant: str, bits: int, calib: str | None, methods: str, steps: int | None,
                           n_tier_prompts: int | None, n_harmful_prompts: int | None, limit: int | None,
-                          data_dir: str | None, home: str | None, baselines: Path) -> str:
+                          data_dir: str | None, home: str | None, baselines: Path,
+                          recipes: Sequence[str] = ()) -> str:
     """Patch every method at every learning rate of its grid, choose one per method by the rule on the held-out
-    checks, evaluate the chosen ones; returns the Markdown table."""
+    checks, evaluate the chosen ones and Q-resafe under each named recipe of `recipes` (qresafe/recipes.yaml,
+    each on its own patch set and length, as the boards' sweeps patch); returns the Markdown table."""
     from qresafe_bench.harness.cli.options import spec_from_options
     from qresafe_bench.harness.core.errors import QresafeError
     from qresafe_bench.harness.core.paths import cache_root
@@ -415,6 +431,17 @@ def select_learning_rates(*, model: str, quant: str, bits: int, calib: str | Non
         checks = {key: _held_out(answering(o.spec), quant, sets, home=root, log=log) for key, o in outcomes.items()}
         chosen = {m: choose_learning_rate({lr: checks[m, lr] for lr in grid[m]}, unpatched, full_precision,
                                           grid[m][plan.grids[m][0]].check_margin) for m in wanted}
+        # The patch as the boards make it, beside the baselines: each named recipe on its own patch set and length
+        named = {}
+        for name in recipes:
+            request = PatchRequest(spec=spec, recipe=PatchRecipe.for_method("qresafe", name), data_dir=data_dir)
+            check_request(request)
+            if not is_complete(variant_dir(root, request.patched_spec, base)):
+                log(f"patching qresafe with the {name} recipe ({request.recipe.label}) in a fresh process")
+                _patch_in_fresh_process(spec, request.recipe, home=root, data_dir=data_dir)
+            named[name] = run_patch(request, home=root, log=log)  # from the store
+        named_checks = {name: _held_out(answering(o.spec), quant, sets, home=root, log=log)
+                        for name, o in named.items()}
 
         utility = utility_of(base)
 
@@ -424,15 +451,21 @@ def select_learning_rates(*, model: str, quant: str, bits: int, calib: str | Non
 
         evaluated = {"full precision": evaluate(full_spec), _unpatched_name(spec): evaluate(spec)}
         evaluated.update({m: evaluate(outcomes[m, s.learning_rate].spec) for m, s in chosen.items()})
+        evaluated.update({_recipe_row(name): evaluate(o.spec) for name, o in named.items()})
     except QresafeError as exc:
         raise SystemExit(str(exc).splitlines()[0]) from None
     return _selection_table(spec, plan, baselines, grid, outcomes, sets, checks, chosen, evaluated,
-                            full_precision, unpatched, limit, utility)
+                            full_precision, unpatched, limit, utility, named, named_checks)
+
+
+def _recipe_row(name: str) -> str:
+    return f"qresafe, `{name}` recipe"
 
 
 def _selection_table(spec: VariantSpec, plan: Baselines, baselines: Path, grid: dict, outcomes: dict,
                      sets: CheckSets, checks: dict, chosen: dict, evaluated: dict, full_precision: CheckResult,
-                     unpatched: CheckResult, limit: int | None, utility: Utility) -> str:
+                     unpatched: CheckResult, limit: int | None, utility: Utility, named: Mapping | None = None,
+                     named_checks: Mapping | None = None) -> str:
     n_h, n_b, n_u = len(sets.harmful), len(sets.benign), len(sets.utility)
 
     def held_out(result: CheckResult) -> str:
@@ -445,14 +478,19 @@ def _selection_table(spec: VariantSpec, plan: Baselines, baselines: Path, grid: 
     length = (f"{hyper.get('optimizer_steps')} steps ({hyper.get('epochs_over_pairs')} epochs over the pairs), "
               f"batch {hyper.get('batch_size')}, {hyper.get('lr_scheduler')} schedule")
     margin = next(iter(next(iter(grid.values())).values())).check_margin
+    built = Path(evaluated["full precision"]["model"]["location"]).name
     lines = [f"# Q-resafe bench, learning rates chosen on held-out checks: {spec.slug}", "",
-             f"Every method and learning rate: the `{plan.recipe}` recipe's patch set ({first['pairs']} pairs, "
+             f"Model build: `{built}`. Every method and learning rate: the `{plan.recipe}` recipe's patch set "
+             f"({first['pairs']} pairs, "
              f"{first['pairs_dropped_equal']} of {first['prompts']} prompts dropped: y_w == y_l) and length "
              f"({length}). Grids and rule: {baselines.name}, fixed before any run.",
              f"Rule: {plan.rule}",
              f"Held-out sets (dev_check.py): {n_h} harmful ({sets.harmful_source}), {n_b} benign "
              f"({sets.benign_source}), {n_u} utility ({sets.utility_source}); check_margin {margin:g}."
              + (f" Held-out sets and tasks cut to their first {limit} items (--limit): a smoke run." if limit else ""),
+             *([f"Rows `qresafe, <name> recipe`: Q-resafe under that named recipe of qresafe/recipes.yaml "
+                f"({', '.join(named)}), on the recipe's own patch set and length, as the boards' sweeps patch; "
+                "not a grid point and not chosen by the rule."] if named else []),
              f"Scorer: GCG keyword rule (29 strings), greedy, chat template; {utility.scorer}. "
              "Wall time and peak memory: training only, each training in its own fresh process.", "",
              "| method | chosen lr | by the rule | held-out harmful refused | held-out benign refused "
@@ -467,6 +505,14 @@ def _selection_table(spec: VariantSpec, plan: Baselines, baselines: Path, grid: 
         report, results = outcomes[method, selection.learning_rate].report, evaluated[method]
         lines.append(f"| {method} | {selection.learning_rate:g} | {selection.reason} "
                      f"| {held_out(checks[method, selection.learning_rate])} | {_rate(results, 'advbench', 'asr')} "
+                     f"| {_rate(results, utility.task, utility.metric)} | {report.get('train_wall_seconds', '-')} "
+                     f"| {report.get('peak_memory_mb', '-')} | {report['trainable_parameters']} |")
+    for name, outcome in (named or {}).items():
+        report, results = outcome.report, evaluated[_recipe_row(name)]
+        hyper = report.get("hyperparameters", {})
+        lines.append(f"| {_recipe_row(name)} | {hyper.get('learning_rate', '-'):g} | the recipe's "
+                     f"({report['pairs']} pairs, {report.get('steps', '-')} steps run) "
+                     f"| {held_out(named_checks[name])} | {_rate(results, 'advbench', 'asr')} "
                      f"| {_rate(results, utility.task, utility.metric)} | {report.get('train_wall_seconds', '-')} "
                      f"| {report.get('peak_memory_mb', '-')} | {report['trainable_parameters']} |")
     lines += ["", "Every grid point (the held-out checks the rule reads; AdvBench only for the chosen ones):", "",

@@ -35,6 +35,11 @@ def test_bench_prints_methods_taus_and_the_ratio(tiny_random_dir, home, data_dir
     assert out.read_text().startswith(table.strip().splitlines()[0])
 
 
+def test_named_recipes_need_select_lr() -> None:
+    with pytest.raises(SystemExit, match="add --select-lr"):
+        _bench()(with_recipes="paper,tuned")
+
+
 def _script():
     spec = importlib.util.spec_from_file_location("bench_patch", SCRIPT)
     module = importlib.util.module_from_spec(spec)
@@ -102,7 +107,8 @@ def test_select_lr_chooses_by_the_rule(tiny_random_dir, home, data_dir, tmp_path
                      "rule: the rule of qresafe/baselines.yaml\n")
     script.bench(model=str(tiny_random_dir), quant="rtn", bits=2, calib=None, methods="qresafe,dpo-full", taus="",
                  steps=2, learning_rate=None, check_every=0, n_tier_prompts=4, n_harmful_prompts=4, limit=2,
-                 data_dir=str(data_dir), home=str(home), out=None, select_lr=True, baselines=grids)
+                 data_dir=str(data_dir), home=str(home), out=None, select_lr=True, baselines=grids,
+                 with_recipes="paper")
     table = capsys.readouterr().out
     main, _, every = table.partition("Every grid point")
 
@@ -121,5 +127,8 @@ def test_select_lr_chooses_by_the_rule(tiny_random_dir, home, data_dir, tmp_path
         expected = script.choose_learning_rate(points, unpatched, full_precision, 0.05)
         assert float(rows[method].split(" | ")[1]) == expected.learning_rate
         assert "(n=2)" in rows[method]
+    paper = rows["qresafe, `paper` recipe"]  # the patch as the boards make it, beside the baselines
+    assert paper.split(" | ")[1] == "5e-06" and "(n=2)" in paper
+    assert counts(paper)  # its own held-out checks
     assert "Q-resafe / full-parameter DPO at their chosen learning rates, wall time:" in table
     assert "peak memory (cpu_peak_rss):" in table
