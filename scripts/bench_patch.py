@@ -400,8 +400,11 @@ def select_learning_rates(*, model: str, quant: str, bits: int, calib: str | Non
                                                n_tier_prompts=n_tier_prompts, n_harmful_prompts=n_harmful_prompts)
                     for lr in plan.grids[m]} for m in wanted}
         requests = {(m, lr): PatchRequest(spec=spec, recipe=r, data_dir=data_dir)
-                    for m, recipes in grid.items() for lr, r in recipes.items()}
-        for request in requests.values():
+                    for m, points in grid.items() for lr, r in points.items()}
+        # The patch as the boards make it, beside the baselines: each named recipe on its own patch set and length
+        named_requests = {name: PatchRequest(spec=spec, recipe=PatchRecipe.for_method("qresafe", name),
+                                             data_dir=data_dir) for name in recipes}
+        for request in (*requests.values(), *named_requests.values()):
             check_request(request)  # every refusal before any pair is generated
         base = resolve_base(spec.model, cache_root=root, data_dir=data_dir, log=log)
         quantized = resolve(spec, cache_root=root, data_dir=data_dir, log=log)
@@ -431,11 +434,8 @@ def select_learning_rates(*, model: str, quant: str, bits: int, calib: str | Non
         checks = {key: _held_out(answering(o.spec), quant, sets, home=root, log=log) for key, o in outcomes.items()}
         chosen = {m: choose_learning_rate({lr: checks[m, lr] for lr in grid[m]}, unpatched, full_precision,
                                           grid[m][plan.grids[m][0]].check_margin) for m in wanted}
-        # The patch as the boards make it, beside the baselines: each named recipe on its own patch set and length
         named = {}
-        for name in recipes:
-            request = PatchRequest(spec=spec, recipe=PatchRecipe.for_method("qresafe", name), data_dir=data_dir)
-            check_request(request)
+        for name, request in named_requests.items():
             if not is_complete(variant_dir(root, request.patched_spec, base)):
                 log(f"patching qresafe with the {name} recipe ({request.recipe.label}) in a fresh process")
                 _patch_in_fresh_process(spec, request.recipe, home=root, data_dir=data_dir)
@@ -509,8 +509,7 @@ def _selection_table(spec: VariantSpec, plan: Baselines, baselines: Path, grid: 
                      f"| {report.get('peak_memory_mb', '-')} | {report['trainable_parameters']} |")
     for name, outcome in (named or {}).items():
         report, results = outcome.report, evaluated[_recipe_row(name)]
-        hyper = report.get("hyperparameters", {})
-        lines.append(f"| {_recipe_row(name)} | {hyper.get('learning_rate', '-'):g} | the recipe's "
+        lines.append(f"| {_recipe_row(name)} | {report['hyperparameters']['learning_rate']:g} | the recipe's "
                      f"({report['pairs']} pairs, {report.get('steps', '-')} steps run) "
                      f"| {held_out(named_checks[name])} | {_rate(results, 'advbench', 'asr')} "
                      f"| {_rate(results, utility.task, utility.metric)} | {report.get('train_wall_seconds', '-')} "

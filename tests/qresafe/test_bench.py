@@ -35,9 +35,12 @@ def test_bench_prints_methods_taus_and_the_ratio(tiny_random_dir, home, data_dir
     assert out.read_text().startswith(table.strip().splitlines()[0])
 
 
-def test_named_recipes_need_select_lr() -> None:
+def test_named_recipes_need_select_lr_and_known_names(home, data_dir) -> None:
     with pytest.raises(SystemExit, match="add --select-lr"):
         _bench()(with_recipes="paper,tuned")
+    with pytest.raises(SystemExit, match="unknown --recipe 'nope'"):  # refused before any pair is generated
+        _bench()(select_lr=True, with_recipes="paper,nope", home=str(home), data_dir=str(data_dir))
+    assert not home.exists() or not any(home.iterdir())
 
 
 def _script():
