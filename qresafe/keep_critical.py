@@ -52,7 +52,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..harness.models.resolved import ResolvedModel
-from .config import PatchError
+from .config import UNIFORM_GRID_METHODS, PatchError
 from .pairs import PreferencePair, tokenize_pairs
 
 if TYPE_CHECKING:
@@ -80,6 +80,9 @@ _GRID_SUFFIXES = (".weight_packed", ".weight_scale", ".weight_zero_point", ".wei
 
 def check_keep_critical(quant: str) -> None:
     """Refuse, in one line, a quantization method whose kept weights could not be given a correct 16-bit value."""
+    if quant not in UNIFORM_GRID_METHODS:
+        raise PatchError(f"--keep-safety-critical needs an integer-grid format ({', '.join(UNIFORM_GRID_METHODS)}): "
+                         f"{quant} stores no integer per weight that a kept 16-bit value could replace")
     if quant in REFUSED:
         raise PatchError(REFUSED[quant])
     if quant not in KEPT_VALUES_FROM:

@@ -91,9 +91,6 @@ def check_request(request: PatchRequest) -> None:
     if spec.quant == "none":
         raise PatchError("patching needs a quantized model: add --quant METHOD --bits B (the full-precision model "
                          "is what the patch restores the quantized one towards)")
-    if method == "keep-critical" and spec.quant not in UNIFORM_GRID_METHODS:
-        raise PatchError(f"--keep-safety-critical needs an integer-grid format ({', '.join(UNIFORM_GRID_METHODS)}): "
-                         f"{spec.quant} stores no integer per weight that a kept 16-bit value could replace")
     if method == "dpo-full" and spec.quant not in UNIFORM_GRID_METHODS:
         raise PatchError(f"--method {method} needs an integer-grid format ({', '.join(UNIFORM_GRID_METHODS)}); "
                          f"{spec.quant} weights cannot take dense updates without requantizing, so its patch is "
