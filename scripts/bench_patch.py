@@ -501,19 +501,21 @@ def _selection_table(spec: VariantSpec, plan: Baselines, baselines: Path, grid: 
         results = evaluated[name]
         lines.append(f"| {name} | - | - | {held_out(check)} | {_rate(results, 'advbench', 'asr')} "
                      f"| {_rate(results, utility.task, utility.metric)} | - | - | - |")
+    def patched_row(name: str, lr: float, why: str, check: CheckResult, report: dict) -> str:
+        results = evaluated[name]
+        return (f"| {name} | {lr:g} | {why} | {held_out(check)} | {_rate(results, 'advbench', 'asr')} "
+                f"| {_rate(results, utility.task, utility.metric)} | {report.get('train_wall_seconds', '-')} "
+                f"| {report.get('peak_memory_mb', '-')} | {report['trainable_parameters']} |")
+
     for method, selection in chosen.items():
-        report, results = outcomes[method, selection.learning_rate].report, evaluated[method]
-        lines.append(f"| {method} | {selection.learning_rate:g} | {selection.reason} "
-                     f"| {held_out(checks[method, selection.learning_rate])} | {_rate(results, 'advbench', 'asr')} "
-                     f"| {_rate(results, utility.task, utility.metric)} | {report.get('train_wall_seconds', '-')} "
-                     f"| {report.get('peak_memory_mb', '-')} | {report['trainable_parameters']} |")
+        lines.append(patched_row(method, selection.learning_rate, selection.reason,
+                                 checks[method, selection.learning_rate],
+                                 outcomes[method, selection.learning_rate].report))
     for name, outcome in (named or {}).items():
-        report, results = outcome.report, evaluated[_recipe_row(name)]
-        lines.append(f"| {_recipe_row(name)} | {report['hyperparameters']['learning_rate']:g} | the recipe's "
-                     f"({report['pairs']} pairs, {report.get('steps', '-')} steps run) "
-                     f"| {held_out(named_checks[name])} | {_rate(results, 'advbench', 'asr')} "
-                     f"| {_rate(results, utility.task, utility.metric)} | {report.get('train_wall_seconds', '-')} "
-                     f"| {report.get('peak_memory_mb', '-')} | {report['trainable_parameters']} |")
+        report = outcome.report
+        lines.append(patched_row(_recipe_row(name), report["hyperparameters"]["learning_rate"],
+                                 f"the recipe's ({report['pairs']} pairs, {report.get('steps', '-')} steps run)",
+                                 named_checks[name], report))
     lines += ["", "Every grid point (the held-out checks the rule reads; AdvBench only for the chosen ones):", "",
               "| method | lr | steps run | held-out harmful refused | held-out benign refused | held-out utility "
               "| within the guard | chosen | merged entries moved | train wall (s) | peak memory (MB) |",
