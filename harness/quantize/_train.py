@@ -10,12 +10,23 @@ tokens; this file only builds the labels and batches and runs a plain AdamW loop
 Batches are right-padded (causal models attend only leftwards, so trailing pads change nothing for
 the real tokens and their labels are masked). Sequences longer than `max_seq_length` are cut on the
 right; a conversation whose answer starts beyond the cut teaches nothing and is dropped, with a log line.
+
+A fine-tune of a real model runs for an hour on a CPU, so `train` can keep a checkpoint (the trainable
+weights, the optimizer, the batch order and the random states) every tenth of its steps. A run killed and
+started again with the same checkpoint directory continues from the last one and ends with exactly the
+weights an uninterrupted run would have; `checkpoint_dir_for` keys that directory by the base model, the
+recipe and the examples, so a changed input never resumes a stale run.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import shutil
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from .base import QuantError
 
@@ -83,29 +94,51 @@ def pad_id(tokenizer) -> int:
     return pad
 
 
+def checkpoint_dir_for(out_dir: Path, base_dir: Path, recipe_yaml: str, examples: Sequence[Example]) -> Path:
+    """Where a build into `out_dir` keeps its training checkpoint: a hidden sibling that outlives the
+    build's temporary directory, named by a hash of everything the training depends on."""
+    digest = hashlib.sha256(json.dumps([str(Path(base_dir).resolve()), recipe_yaml,
+                                        [(e.input_ids, e.labels) for e in examples]]).encode()).hexdigest()
+    name = out_dir.name.split(".tmp-")[0].lstrip(".")  # the variant's name, without the build's pid suffix
+    return out_dir.parent / f".{name}.train-{digest[:12]}"
+
+
+def remove_checkpoint(checkpoint_dir: Path | None) -> None:
+    """After the build is saved: the checkpoint has served."""
+    if checkpoint_dir is not None:
+        shutil.rmtree(checkpoint_dir, ignore_errors=True)
+
+
 def train(model, examples: Sequence[Example], *, pad: int, steps: int, lr: float, seed: int,
           log: Callable[[str], None], batch_size: int = BATCH_SIZE,
-          check_gradients: Callable[[int], None] | None = None) -> list[float]:
+          check_gradients: Callable[[int], None] | None = None,
+          checkpoint_dir: Path | None = None) -> list[float]:
     """`steps` AdamW steps over the trainable parameters; returns the loss of each step.
 
     Batches walk through a seeded shuffle of the examples, epoch after epoch. `check_gradients(step)`
     runs after each backward and before the update (QLoRA's guard against silently lost gradients).
+    With `checkpoint_dir`, the state is saved there every tenth of the steps and a run resumes from it.
     """
     import torch
 
     if steps < 1:
         raise QuantError(f"train_steps must be positive, got {steps}")
-    params = [p for p in model.parameters() if p.requires_grad]
-    if not params:
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if not named:
         raise QuantError("the model has no trainable parameters")
+    params = [p for _, p in named]
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     device = next(p.device for p in params)
     optimizer = torch.optim.AdamW(params, lr=lr)
-    model.train()  # also keeps bitsandbytes from repacking 4-bit weights for inference (see qlora.py)
+    every = max(1, steps // 10)
     order: list[int] = []
     losses: list[float] = []
-    for step in range(steps):
+    if checkpoint_dir is not None and (checkpoint_dir / CHECKPOINT_FILE).exists():
+        order, losses = _restore(checkpoint_dir, named, optimizer, generator, steps)
+        log(f"resuming training at step {len(losses) + 1}/{steps} from {checkpoint_dir.name}")
+    model.train()  # also keeps bitsandbytes from repacking 4-bit weights for inference (see qlora.py)
+    for step in range(len(losses), steps):
         batch_idx = []
         while len(batch_idx) < min(batch_size, len(examples)):
             if not order:
@@ -121,7 +154,44 @@ def train(model, examples: Sequence[Example], *, pad: int, steps: int, lr: float
             check_gradients(step)
         optimizer.step()
         losses.append(loss.item())
-        if step == 0 or (step + 1) % max(1, steps // 10) == 0 or step + 1 == steps:
+        if step == 0 or (step + 1) % every == 0 or step + 1 == steps:
             log(f"step {step + 1}/{steps}: loss {losses[-1]:.4f}")
+        if checkpoint_dir is not None and (step + 1) % every == 0 and step + 1 < steps:
+            _save(checkpoint_dir, named, optimizer, generator, order, losses, steps)
     model.eval()
     return losses
+
+
+CHECKPOINT_FILE = "train_state.pt"
+
+
+def _save(checkpoint_dir: Path, named, optimizer, generator, order: list[int], losses: list[float],
+          steps: int) -> None:
+    """One file, written beside and renamed into place: a kill mid-write leaves the previous checkpoint."""
+    import torch
+
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    state = {"steps": steps, "losses": list(losses), "order": list(order),
+             "params": {n: p.detach().to("cpu") for n, p in named},
+             "optimizer": optimizer.state_dict(), "generator": generator.get_state(),
+             "torch_rng": torch.get_rng_state()}
+    tmp = checkpoint_dir / f".{CHECKPOINT_FILE}.{os.getpid()}"
+    torch.save(state, tmp)
+    os.replace(tmp, checkpoint_dir / CHECKPOINT_FILE)
+
+
+def _restore(checkpoint_dir: Path, named, optimizer, generator, steps: int) -> tuple[list[int], list[float]]:
+    import torch
+
+    state = torch.load(checkpoint_dir / CHECKPOINT_FILE, map_location="cpu", weights_only=True)
+    params = dict(named)
+    if state["steps"] != steps or set(state["params"]) != set(params):
+        raise QuantError(f"the training checkpoint in {checkpoint_dir} is for another run "
+                         f"({state['steps']} steps, {len(state['params'])} tensors); remove it to start over")
+    with torch.no_grad():
+        for name, value in state["params"].items():
+            params[name].copy_(value)
+    optimizer.load_state_dict(state["optimizer"])
+    generator.set_state(state["generator"])
+    torch.set_rng_state(state["torch_rng"])
+    return list(state["order"]), list(state["losses"])

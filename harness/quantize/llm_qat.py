@@ -99,8 +99,10 @@ def quantize(base_dir: Path, recipe: QuantRecipe, calib, out_dir: Path, log: Cal
     names = add_fake_quant(model, recipe)
     log(f"llm-qat: {recipe.bits}-bit fake quantization (group {group_size}) on {len(names)} Linears, full "
         f"fine-tune on {len(examples)} conversations, {recipe.train_steps} steps, lr {recipe.learning_rate}")
+    checkpoint = _train.checkpoint_dir_for(out_dir, base_dir, recipe.to_yaml(), examples)
     _train.train(model, examples, pad=_train.pad_id(tokenizer), steps=recipe.train_steps,
-                 lr=recipe.learning_rate, seed=recipe.seed, log=log, batch_size=recipe.train_batch_size)
+                 lr=recipe.learning_rate, seed=recipe.seed, log=log, batch_size=recipe.train_batch_size,
+                 checkpoint_dir=checkpoint)
     remove_fake_quant(model)
 
     # The real quantization is the `rtn` method itself, on the trained weights, with the same scheme.
@@ -113,3 +115,4 @@ def quantize(base_dir: Path, recipe: QuantRecipe, calib, out_dir: Path, log: Cal
         del model
         llmc.quantize(Path(tmp), rtn, None, out_dir, log)
     (out_dir / "qresafe_recipe.yaml").write_text(recipe.to_yaml())  # this variant's recipe, not the inner rtn one
+    _train.remove_checkpoint(checkpoint)

@@ -54,9 +54,11 @@ def quantize(base_dir: Path, recipe: QuantRecipe, calib, out_dir: Path, log: Cal
     log(f"qlora: NF4 base, LoRA r={recipe.lora_r} alpha={recipe.lora_alpha} ({trainable} trainable params), "
         f"{len(examples)} conversations, {recipe.train_steps} steps at lr {recipe.learning_rate}")
     check_not_repacked(peft_model)
+    checkpoint = _train.checkpoint_dir_for(out_dir, base_dir, recipe.to_yaml(), examples)
     _train.train(peft_model, examples, pad=_train.pad_id(tokenizer), steps=recipe.train_steps,
                  lr=recipe.learning_rate, seed=recipe.seed, log=log, batch_size=recipe.train_batch_size,
-                 check_gradients=lambda step: check_lora_gradients(peft_model) if step == 0 else None)
+                 check_gradients=lambda step: check_lora_gradients(peft_model) if step == 0 else None,
+                 checkpoint_dir=checkpoint)
     check_lora_moved(peft_model)
 
     adapter_dir = out_dir / "adapter"
@@ -66,6 +68,7 @@ def quantize(base_dir: Path, recipe: QuantRecipe, calib, out_dir: Path, log: Cal
     base = peft_model.unload()  # strips the LoRA layers without merging them into the 4-bit weights
     base.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
+    _train.remove_checkpoint(checkpoint)
 
 
 def add_adapter(model, recipe: QuantRecipe):
