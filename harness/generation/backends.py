@@ -179,10 +179,7 @@ def make_lm(model: ResolvedModel, settings: BackendSettings) -> LM:
     name, args = lm_eval_model_args(model, settings)
     if name == "hf":
         check_prequantized_libraries(model)
-    if name == "hf" and args.get("device", "cpu") == "cpu" and checkpoint_format(model.location)[0] == "aqlm":
-        from ..quantize import _cpu
-
-        _cpu.serial_aqlm_cpu_kernel()
+    decode_aqlm = name == "hf" and args.get("device", "cpu") == "cpu" and checkpoint_format(model.location)[0] == "aqlm"
     if name == "vllm":
         from . import vllm_cpu  # a no-op unless the installed vLLM is the CPU build
 
@@ -193,7 +190,12 @@ def make_lm(model: ResolvedModel, settings: BackendSettings) -> LM:
     # gptqmodel (GPTQ/AWQ checkpoints) prints its banner and kernel choices to stdout while the model loads;
     # stdout carries the results (--json)
     with contextlib.redirect_stdout(sys.stderr):
-        return get_model(name).create_from_arg_obj(args)
+        lm = get_model(name).create_from_arg_obj(args)
+    if decode_aqlm:  # aqlm's CPU kernel runs row by row: decode once, multiply densely (quantize/_cpu.py)
+        from ..quantize import _cpu
+
+        _cpu.decode_aqlm_weights_once(lm.model)
+    return lm
 
 
 def fold_system_turn(chat_history: list[dict[str, str]]) -> list[dict[str, str]]:

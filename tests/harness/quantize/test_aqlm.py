@@ -115,6 +115,43 @@ def test_checkpoint_is_aqlm_format_and_generates_on_cpu(quantized: dict[int, Pat
     assert generated.shape == (1, 9)
 
 
+def test_cpu_eval_decodes_once_and_matches_the_aqlm_kernel(quantized: dict[int, Path]) -> None:
+    """The evaluation path on CPU (backends.make_lm) multiplies by each layer's weight decoded once instead of
+    aqlm's row-by-row LUT kernel: same logits to float order, same greedy tokens."""
+    from aqlm import QuantizedLinear
+
+    from qresafe_bench.harness.quantize import _cpu
+
+    _cpu.serial_aqlm_cpu_kernel()
+    kernel, decoded = _load(quantized[4]), _load(quantized[4])
+    assert _cpu.decode_aqlm_weights_once(decoded) == 7
+    assert all(hasattr(m, "decoded_weight") for m in decoded.modules() if isinstance(m, QuantizedLinear))
+    ids = torch.tensor([[0, 5, 17, 42, 9, 3, 11, 8]])
+    with torch.no_grad():
+        a, b = kernel(ids).logits, decoded(ids).logits
+    assert torch.allclose(a, b, atol=1e-4, rtol=1e-4)
+    assert torch.equal(kernel.generate(ids, max_new_tokens=8, do_sample=False),
+                       decoded.generate(ids, max_new_tokens=8, do_sample=False))
+
+    with pytest.raises(QuantError, match="run it on a GPU") as err:
+        _cpu.decode_aqlm_weights_once(_load(quantized[4]), available_gib=1e-6)
+    assert "\n" not in str(err.value)
+    with pytest.raises(QuantError, match="before the model's first forward"):
+        _cpu.decode_aqlm_weights_once(kernel)  # already ran aqlm's kernel, which permuted its codes
+
+
+def test_hf_backend_on_cpu_decodes_aqlm_weights(quantized: dict[int, Path]) -> None:
+    from aqlm import QuantizedLinear
+
+    from qresafe_bench.harness.generation.backends import BackendSettings, make_lm
+    from qresafe_bench.harness.models.resolved import ResolvedModel
+
+    lm = make_lm(ResolvedModel(name="aqlm-4", location=str(quantized[4]), source="local", dtype="float32"),
+                 BackendSettings())
+    layers = [m for m in lm.model.modules() if isinstance(m, QuantizedLinear)]
+    assert len(layers) == 7 and all(hasattr(m, "decoded_weight") for m in layers)
+
+
 def test_error_falls_as_bits_rise(base_dir: Path, quantized: dict[int, Path]) -> None:
     base = _load(base_dir)
     errors = {}
