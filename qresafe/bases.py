@@ -26,12 +26,12 @@ and TRL switches to "ref" and back with it each step, which would silently drop 
 the training forward after the first reference pass. One concatenated adapter has no such state.
 
 **aqlm** (`aqlm.QuantizedLinear`, PEFT's `AqlmLoraLinear`). The patch stays a LoRA adapter on the AQLM base.
-On CPU two things in the `aqlm` runtime break training: its numba kernel races across threads
-(harness/quantize/_cpu.py: one numba thread), and its backward pass (gradient to the layer's input, which
-every LoRA below the layer needs) fails on CPU, because the CPU path permutes `codes` in place for the
-forward kernel while the backward kernel still reads the original layout (a shape error in
-`_dequantize_weight`; tested). `aqlm_trainable_on_cpu` keeps aqlm's forward kernel and supplies the
-backward as grad_output @ W_hat, W_hat decoded from the codes by aqlm's own `_dequantize_weight`.
+On CPU three things in the `aqlm` runtime stand in the way of training: its numba kernel races across
+threads, computes one input row at a time (hours per epoch), and its backward pass (gradient to the
+layer's input, which every LoRA below the layer needs) fails on CPU, because the CPU path permutes `codes`
+in place for the forward kernel while the backward kernel still reads the original layout (a shape error
+in `_dequantize_weight`; tested). `aqlm_trainable_on_cpu` decodes each layer's weight once with aqlm's own
+`_dequantize_weight` and multiplies densely (harness/quantize/_cpu.py), so autograd supplies the backward.
 
 **Pre-quantized GPTQ / AWQ checkpoints** (the registry's `prequantized:` hub repos, `--calib none`) are refused:
 their int4 weights are packed by the GPTQ/AWQ formats (gptqmodel's layers), while the patch of an integer
@@ -145,64 +145,17 @@ def save_patch_slots(adapter_dir: Path, out_dir: Path, base_rank: int, rank: int
                task_type="CAUSAL_LM").save_pretrained(str(out_dir))
 
 
-# --- aqlm: a backward pass for the CPU kernels -----------------------------------------------------------
-class _AqlmCpuMatmul(torch.autograd.Function):
-    """y = aqlm's forward kernel(x); dL/dx = dL/dy @ W_hat (W_hat decoded from the codes)."""
-
-    @staticmethod
-    def forward(ctx, input, codes, codebooks, scales, bias, kernel, permuted):  # noqa: A002 - aqlm's names
-        ctx.save_for_backward(codes, codebooks, scales)
-        ctx.permuted = permuted
-        out = kernel(input, codes, codebooks, scales, bias)
-        # the kernel returns a view; PEFT's LoRA layer adds into the base output in place, which autograd
-        # forbids on a view made inside a custom Function
-        return out.clone() if out._base is not None else out
-
-    @staticmethod
-    def backward(ctx, grad_output):
-        from aqlm.utils import _dequantize_weight, unpack_int_data
-
-        codes, codebooks, scales = ctx.saved_tensors
-        if ctx.permuted:  # the CPU forward kernel's layout [in groups, out groups, M] -> aqlm's [out, in, M]
-            codes = codes.permute(1, 0, 2)
-        weight = _dequantize_weight(unpack_int_data(codes, codebooks.shape[1].bit_length() - 1), codebooks, scales)
-        grad_input = grad_output @ weight.to(grad_output.dtype)
-        return grad_input, None, None, None, None, None, None
-
-
-class _Op:
-    """Stands in for aqlm's per-layer autograd op (`gemv_op` / `gemm_op`, called as `.apply(...)`)."""
-
-    def __init__(self, kernel, permuted: bool) -> None:
-        self.kernel, self.permuted = kernel, permuted
-
-    def apply(self, input, codes, codebooks, scales, bias):  # noqa: A002
-        return _AqlmCpuMatmul.apply(input, codes, codebooks, scales, bias, self.kernel, self.permuted)
-
-
+# --- aqlm: trainable on CPU ------------------------------------------------------------------------------
 def aqlm_trainable_on_cpu(model) -> int:
-    """Make the AQLM layers of `model` race-free and differentiable on CPU; returns how many were changed.
+    """Make the AQLM layers of `model` exact and differentiable on CPU; returns how many were changed.
 
-    Call before the first forward that should backpropagate (training, SNIP scores). GPU layers are left
-    to aqlm's CUDA/Triton kernels, whose backward is their own."""
-    from aqlm import QuantizedLinear
-    from aqlm.inference_kernels.kernel_selector import get_forward_pass_kernel
+    Each layer's weight is decoded once by aqlm's own decoder and multiplied densely (the evaluation path
+    does the same, harness/quantize/_cpu.py), so autograd gives the gradient to the layer's input that the
+    LoRA layers below need. Call before the first forward. GPU layers are left to aqlm's CUDA/Triton
+    kernels, whose backward is their own."""
+    from ..harness.quantize._cpu import decode_aqlm_weights_once
 
-    from ..harness.quantize._cpu import serial_aqlm_cpu_kernel
-
-    layers = [m for m in model.modules() if isinstance(m, QuantizedLinear) and not m.codebooks.is_cuda]
-    if not layers:
-        return 0
-    serial_aqlm_cpu_kernel()
-    for layer in layers:
-        # aqlm's first CPU forward permutes 256-entry codes for its kernel (`prepare_matmul_op`); do it now
-        permuted = layer.codebook_size == 256
-        if layer.gemv_op is None:
-            permuted = permuted and layer.codes.shape[0] == layer.out_features // layer.out_group_size
-            layer.prepare_matmul_op(torch.empty(1, layer.in_features))
-        layer.gemv_op = _Op(get_forward_pass_kernel(layer.codebooks, False), permuted)
-        layer.gemm_op = _Op(get_forward_pass_kernel(layer.codebooks, True), permuted)
-    return len(layers)
+    return decode_aqlm_weights_once(model)
 
 
 # --- pre-quantized GPTQ / AWQ: refused ------------------------------------------------------------------
