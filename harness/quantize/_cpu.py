@@ -33,27 +33,19 @@ def no_pinned_memory_without_accelerator() -> Iterator[bool]:
         IntermediatesCache.pin_memory = original  # type: ignore[method-assign]
 
 
-# The `aqlm` package's CPU kernel for 256-entry codebooks (`numba_gemm_lut`) runs its outer loop over
-# *input* groups with `numba.prange` while every iteration adds into the same output elements: a data
-# race. With more than one numba thread its results are wrong (measured here: max error ~20 against a
-# matmul by the decoded weight, 1e-5 with one thread). One thread makes it exact; we set that for AQLM
-# checkpoints on CPU only (CUDA kernels are separate code; backends.make_lm decides when).
-def serial_aqlm_cpu_kernel() -> None:
-    """Make the aqlm numba CPU kernel race-free (one numba thread) for this process."""
-    import numba
-
-    numba.set_num_threads(1)
-
-
-# Evaluating an AQLM checkpoint on CPU through that kernel is slow beyond use: it computes one input row
-# at a time (a Python loop over rows, each a LUT GEMV on one thread), so a batch of 32 prompts x 124
-# positions is ~4,000 GEMVs per layer; a 135M model took ~6 min per batch of 32 AdvBench prompts, about
-# 3 h for one board cell. For evaluation we instead decode each layer's weight once, with aqlm's own
-# decoder (`aqlm.utils._dequantize_weight`, the one its `dequantize_gemm` kernel calls on every forward),
-# and multiply densely: the same weights, the same product up to float summation order (tested), at the
-# cost of the decoded fp32 weights in memory (refused in one line when they do not fit). Measured on
-# smollm2-135m AQLM 4-bit: 384 of 384 AdvBench generations identical to the LUT kernel's; the whole cell
-# (520 generations, 200 likelihoods) in 4.5 min.
+# The `aqlm` package's CPU kernel for 256-entry codebooks (`numba_gemm_lut`) is not used on CPU, for two
+# reasons. It runs its outer loop over *input* groups with `numba.prange` while every iteration adds into
+# the same output elements: a data race, wrong results with more than one numba thread (measured here: max
+# error ~20 against a matmul by the decoded weight, 1e-5 with one thread; tested). And it computes one input
+# row at a time (a Python loop over rows, each a LUT GEMV), so a batch of 32 prompts x 124 positions is
+# ~4,000 GEMVs per layer: a 135M model took ~6 min per batch of 32 AdvBench prompts with one thread, about
+# 3 h for one board cell. Instead each layer's weight is decoded once, with aqlm's own decoder
+# (`aqlm.utils._dequantize_weight`, the one its `dequantize_gemm` kernel calls on every forward), and
+# multiplied densely: the same weights, the same product up to float summation order (tested), at the cost
+# of the decoded fp32 weights in memory (refused in one line when they do not fit). Measured on
+# smollm2-135m AQLM 4-bit: 384 of 384 AdvBench generations identical to the one-thread LUT kernel's; the
+# whole cell (520 generations, 200 likelihoods) in 4.5 min. Evaluation (backends.make_lm) and training
+# (qresafe/bases.py) both go through here; CUDA kernels are separate code and run as they are.
 def decode_aqlm_weights_once(model, available_gib: float | None = None) -> int:
     """Replace the forward of every CPU `aqlm.QuantizedLinear` by a dense matmul with its decoded weight;
     returns how many layers changed. Call after loading and before the first forward."""

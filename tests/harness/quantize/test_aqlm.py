@@ -15,7 +15,7 @@ from qresafe_bench.harness.quantize import aqlm_format
 from qresafe_bench.harness.quantize.base import QuantError, QuantRecipe
 
 pytest.importorskip("aqlm")
-pytest.importorskip("numba")  # the aqlm CPU kernel for 256-entry codebooks (aqlm[cpu])
+numba = pytest.importorskip("numba")  # the aqlm CPU kernel for 256-entry codebooks (aqlm[cpu])
 
 PROMPTS = ("Write a short poem about the sea.", "Explain how a bicycle works.", "List three colours.",
            "Describe a quiet morning.", "Give two tips for learning to cook.", "Name a few rivers.")
@@ -78,7 +78,6 @@ def test_checkpoint_is_aqlm_format_and_generates_on_cpu(quantized: dict[int, Pat
     from aqlm import QuantizedLinear
 
     from qresafe_bench.harness.generation.backends import checkpoint_format
-    from qresafe_bench.harness.quantize import _cpu
 
     out = quantized[2]
     config = json.loads((out / "config.json").read_text())["quantization_config"]
@@ -99,10 +98,10 @@ def test_checkpoint_is_aqlm_format_and_generates_on_cpu(quantized: dict[int, Pat
     assert model.lm_head.weight.dtype == torch.float32
 
     # The aqlm CPU kernel (numba, Kx8 codebooks) reads our codes as we meant them: it agrees with
-    # a plain matmul by the decoded weight, for one token (gemv) and for several (gemm), once the
-    # backend has made it race-free (make_lm does this for AQLM checkpoints on CPU).
+    # a plain matmul by the decoded weight, for one token (gemv) and for several (gemm), with one numba
+    # thread (the product itself decodes once instead: test_cpu_eval_decodes_once_and_matches_the_aqlm_kernel).
     assert checkpoint_format(str(out))[0] == "aqlm" and checkpoint_format(str(out.parent))[0] is None
-    _cpu.serial_aqlm_cpu_kernel()
+    numba.set_num_threads(1)  # aqlm's kernel races with more (see the race test below)
     q = layer.self_attn.q_proj
     w_hat = _dequantized(q)
     x = torch.randn(1, 9, q.in_features)
@@ -122,7 +121,7 @@ def test_cpu_eval_decodes_once_and_matches_the_aqlm_kernel(quantized: dict[int, 
 
     from qresafe_bench.harness.quantize import _cpu
 
-    _cpu.serial_aqlm_cpu_kernel()
+    numba.set_num_threads(1)  # aqlm's kernel races with more (see the race test below)
     kernel, decoded = _load(quantized[4]), _load(quantized[4])
     assert _cpu.decode_aqlm_weights_once(decoded) == 7
     assert all(hasattr(m, "decoded_weight") for m in decoded.modules() if isinstance(m, QuantizedLinear))
@@ -206,12 +205,11 @@ def test_input_width_not_divisible_by_8_is_refused(tiny_random_dir: Path, tmp_pa
 
 
 def test_upstream_cpu_kernel_races_with_threads_and_is_exact_with_one() -> None:
-    """Why serial_aqlm_cpu_kernel exists: aqlm's numba kernel accumulates into shared outputs from a
-    parallel loop. If upstream fixes it, the first assertion fails and the guard can go. A race shows only
-    when the two threads overlap, which a loaded machine can prevent (0 of 5 calls raced while two other
-    jobs held both cores), so the check tries up to 50 calls and skips, saying so, when none
-    raced; the one-thread exactness below is asserted either way."""
-    numba = pytest.importorskip("numba")
+    """One reason the product never runs this kernel on CPU (harness/quantize/_cpu.py): aqlm's numba kernel
+    accumulates into shared outputs from a parallel loop. If upstream fixes it, the race check stops
+    failing. A race shows only when the two threads overlap, which a loaded machine can prevent (0 of 5
+    calls raced while two other jobs held both cores), so the check tries up to 50 calls and skips, saying
+    so, when none raced; the one-thread exactness below is asserted either way."""
     from aqlm.inference_kernels.numba_kernel import numba_gemm_lut
 
     gen = torch.Generator().manual_seed(0)
