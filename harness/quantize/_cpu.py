@@ -10,7 +10,6 @@ such a machine we make it a no-op for the duration of one call.
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -90,4 +89,6 @@ def available_memory_gib() -> float:
                 return int(line.split()[1]) / 2**20
     except OSError:
         pass
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    from .base import host_memory_gib
+
+    return host_memory_gib()
