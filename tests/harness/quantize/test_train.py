@@ -43,7 +43,7 @@ def test_killed_run_resumes_to_the_uninterrupted_weights(tiny_random_dir: Path, 
     straight, straight_losses = fine_tune(tiny_random_dir, 10, None)
     ckpt = tmp_path / ".variant.train-x"
     with pytest.raises(Killed):
-        fine_tune(tiny_random_dir, 10, ckpt, kill_at=6)  # checkpoints after steps 2, 4, 6 (0-based 1, 3, 5)
+        fine_tune(tiny_random_dir, 10, ckpt, kill_at=6)  # a tenth of 10 steps: a checkpoint after every step, the last after 6
     assert (ckpt / _train.CHECKPOINT_FILE).exists()
     assert torch.load(ckpt / _train.CHECKPOINT_FILE, weights_only=True)["losses"] == straight_losses[:6]
     resumed, resumed_losses = fine_tune(tiny_random_dir, 10, ckpt)
