@@ -126,6 +126,7 @@ def _after(before: Run, tasks: dict[str, Run], label: str, utility: tuple[str, s
     flips = paired(before, after, prompt_text=prompt_text) if after is not None else None
     entry = {"patch": label, "asr": _rate(after, *SAFETY), "utility": _rate(tasks.get(utility[0]), *utility[:2]),
              "run": after.key if after else None, "patch_flips": flips,
+             "eval_wall_seconds": after.results.get("wall_seconds") if after else None,
              "delta_pp": paired_delta_pp(flips) if flips else None,
              "changes_nothing": report.get("changes_nothing"), "train_wall_seconds": report.get("train_wall_seconds"),
              "peak_memory_mb": report.get("peak_memory_mb"), "memory_kind": report.get("memory_kind")}
@@ -163,13 +164,13 @@ def selected(selection: dict, method: str, bits: int, tier: str) -> bool:
 
 def build_board(home: Path, model: str, *, patch: str | Sequence[str] | None = None, prompt_text: bool = True,
                 methods: Sequence[str] | None = None, bits: Sequence[int] | None = None,
-                tiers: Sequence[str] | None = None) -> dict:
+                tiers: Sequence[str] | None = None, command: str | None = None) -> dict:
     """`patch`: the label, or labels, whose variants are the 'after' columns (one entry per label and row);
     None = `qresafe` if stored, else the label with the most stored variants. `prompt_text=False`: flipped
     prompts by document index only (a board meant for publishing carries no copy of the public data set).
     `methods`, `bits`, `tiers`: keep only the quantized rows of these quantization methods, weight bits and
     calibration tiers (None = all); the full-precision baseline always stays. BoardError when the selection
-    leaves no quantized row."""
+    leaves no quantized row. `command`: the command line that made the board, named in its header."""
     selection = selection_of(methods, bits, tiers)
     best = best_runs(load_runs(home), model)
     if not best:
@@ -188,6 +189,7 @@ def build_board(home: Path, model: str, *, patch: str | Sequence[str] | None = N
     utility = utility_of(best)
     refusal = holds_over_refusal(best)
     rows = []
+    shown = {run.key: run for run in base.values()}  # every run a number on the board comes from
     stored = []  # the quantized cells there are, for the message when the selection matches none of them
     for key, tasks in best.items():
         _, quant, n_bits, calib, group, label = key
@@ -202,12 +204,15 @@ def build_board(home: Path, model: str, *, patch: str | Sequence[str] | None = N
         # Every before/after difference is paired: on the prompts both sides scored, with that n.
         afters = [_after(before, best.get(key[:5] + (label,), {}), label, utility, prompt_text=prompt_text,
                          over_refusal=refusal) for label in patches]
+        for run in [*tasks.values(), *(r for label in patches for r in best.get(key[:5] + (label,), {}).values())]:
+            shown[run.key] = run
         first = afters[0]
         row = {
             "method": quant, "bits": n_bits, "group_size": group, "tier": calib,
             "asr_before": _rate(before, *SAFETY), "asr_after": first["asr"],
             "utility_before": _rate(tasks.get(utility[0]), *utility[:2]), "utility_after": first["utility"],
             "run_before": before.key, "run_after": first["run"], "after": afters,
+            "eval_wall_seconds_before": before.results.get("wall_seconds"),
         }
         if refusal:
             row["over_refusal_before"] = _rate(tasks.get(OVER_REFUSAL[0]), *OVER_REFUSAL[:2])
@@ -244,9 +249,23 @@ def build_board(home: Path, model: str, *, patch: str | Sequence[str] | None = N
                      "run": base_run.key if base_run else None,
                      **({"over_refusal": _rate(base.get(OVER_REFUSAL[0]), *OVER_REFUSAL[:2])} if refusal else {})},
         "rows": rows,
+        "command": command,
+        "wall_time": wall_time(shown.values(), rows),
         **({} if prompt_text else {"prompt_text": "left out: flipped prompts are listed by document index "
                                                   "(#N = row N of the task's data set)"}),
     }
+
+
+def wall_time(runs, rows: list[dict]) -> dict:
+    """What the board's numbers cost when they were computed: each evaluation's own wall time (kept with its
+    results) over the distinct runs shown, and each shown patch's training time (its report). Quantizing is not
+    recorded with a run, so it is not counted."""
+    runs = list(runs)
+    training = [entry["train_wall_seconds"] for row in rows for entry in row["after"]
+                if entry["train_wall_seconds"] is not None]
+    return {"evaluation_seconds": round(sum(run.results.get("wall_seconds") or 0 for run in runs), 1),
+            "evaluation_runs": len(runs),
+            "patch_training_seconds": round(sum(training), 1), "patches_trained": len(training)}
 
 
 def describe(run: Run) -> dict:
@@ -338,7 +357,20 @@ def meta_lines(board: dict) -> list[str]:
             f"backend: {m['backend']}",
             f"Utility: {m['utility']}{refusal} · intervals: {m['interval']} · Δ test: {m['paired_test']} · "
             f"after = {after} {patch_names(board)} · store: `{board['store']}` (read only; nothing generated)",
-            selection_line(board)]
+            selection_line(board), *provenance_lines(board)]
+
+
+def provenance_lines(board: dict) -> list[str]:
+    """The command that wrote the board and what its numbers took to compute."""
+    lines = [f"Command: `{board['command']}`"] if board.get("command") else []
+    time = board.get("wall_time")
+    if time:
+        training = (f" + {time['patch_training_seconds']:.0f} s training {time['patches_trained']} "
+                    f"patch{'es' if time['patches_trained'] != 1 else ''}" if time["patches_trained"] else "")
+        lines.append(f"Wall time: {time['evaluation_seconds']:.0f} s of evaluation over the "
+                     f"{time['evaluation_runs']} runs shown (each run's own time, kept with its results){training}; "
+                     "quantizing not counted; the board itself reads the store in seconds")
+    return lines
 
 
 def baseline_line(board: dict) -> str:
@@ -504,7 +536,8 @@ CSV_FIELDS = ("model", "method", "bits", "group_size", "tier", "patch",
               "asr_after", "asr_after_low", "asr_after_high", "asr_after_n", "delta_pp", "p_mcnemar_patch",
               "patch_fixed", "patch_broke", "delta_vs_fp16_pp", "p_mcnemar_quant", "quant_broke", "quant_fixed",
               "utility_before", "utility_before_n", "utility_after", "utility_after_n",
-              "scorer", "judge", "decoding", "run_before", "run_after",
+              "scorer", "judge", "decoding", "build", "run_before", "run_after",
+              "eval_wall_seconds_before", "eval_wall_seconds_after", "board_command",
               "changes_nothing", "train_wall_seconds", "peak_memory_mb", "memory_kind")
 # Present only when the board carries over-refusal; they follow the utility fields. The full-precision rate
 # repeats on every line, as the scorer does, so that one line reads on its own.
@@ -543,7 +576,11 @@ def render_csv(board: dict) -> str:
                       "patch_broke": p.get("to_unsafe", ""), "delta_vs_fp16_pp": _num(row.get("delta_vs_fp16_pp")),
                       "p_mcnemar_quant": _num(q.get("p_mcnemar")), "quant_broke": q.get("to_unsafe", ""),
                       "quant_fixed": q.get("to_safe", ""), "scorer": meta["scorer"], "judge": meta["judge"],
-                      "decoding": meta["decoding"], "run_before": row["run_before"], "run_after": entry["run"] or "",
+                      "decoding": meta["decoding"], "build": meta.get("build") or "",
+                      "run_before": row["run_before"], "run_after": entry["run"] or "",
+                      "eval_wall_seconds_before": _num(row.get("eval_wall_seconds_before")),
+                      "eval_wall_seconds_after": _num(entry.get("eval_wall_seconds")),
+                      "board_command": board.get("command") or "",
                       "changes_nothing": entry["changes_nothing"] or "",
                       "train_wall_seconds": _num(entry["train_wall_seconds"]),
                       "peak_memory_mb": _num(entry["peak_memory_mb"]), "memory_kind": entry["memory_kind"] or ""}

@@ -16,6 +16,7 @@ bad usage.
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -91,10 +92,11 @@ def leaderboard_command(
     if not models:
         raise BoardError(f"the store {root} holds no finished evaluations: run `qresafe-bench eval` or `sweep` first")
     reported = load_paper() if paper else None
+    command = "qresafe-bench " + " ".join(shlex.quote(arg) for arg in sys.argv[1:])
     err = Console(stderr=True)
     for model_name in models:
         board = build_board(root, model_name, patch=labels, prompt_text=prompt_text, methods=methods, bits=widths,
-                            tiers=tiers)
+                            tiers=tiers, command=command)
         board["paper_reported"] = reported
         rendered = {
             "md": lambda b=board: render_markdown(b, reported),

@@ -42,7 +42,7 @@ def _write(home: Path, spec: VariantSpec, asr: list[int], utility: list[int] | N
     results = {"spec": spec.canonical(), "variant_id": spec.id, "run_key": key, "tasks": tasks,
                "judge": {"backend": None}, "decoding": "greedy", "options": {}, "limit": limit,
                "max_new_tokens": max_new_tokens, "seed": 1234, "data": "/data", "backend": {"name": "hf"},
-               "generated": len(asr), "reused": 0}
+               "generated": len(asr), "reused": 0, "wall_seconds": 10.0}
     if location is not None:  # the weights the run evaluated (a patched variant's holds qresafe_report.json)
         results["model"] = {"name": spec.slug, "location": str(location), "source": "store"}
     RunStore(home).write_run(key, {"request": {}}, samples, results)
@@ -141,6 +141,26 @@ def test_leaderboard_cli_writes_every_format(store: Path, tmp_path: Path) -> Non
     assert board["meta"]["scorer"].startswith("keyword-gcg29") and board["paper_reported"]["tables"]
     proc = _cli("leaderboard", "--model", "nobody", home=store)
     assert proc.returncode == 1 and proc.stderr.count("\n") == 1 and "no stored results" in proc.stderr
+
+
+def test_every_board_file_names_its_command_and_wall_time(store: Path, tmp_path: Path) -> None:
+    """Five runs are shown (fp16, rtn w2 and its patch, rtn w4, gptq w4; the --limit fp16 run is not), each
+    10 s: the board says 50 s, and the command that wrote it, in every format."""
+    out = tmp_path / "boards"
+    proc = _cli("leaderboard", "--model", "m", "--format", "md,csv,json,html", "--out", str(out), "--name", "x",
+                home=store)
+    assert proc.returncode == 0, proc.stderr
+    command = f"qresafe-bench leaderboard --model m --format md,csv,json,html --out {out} --name x"
+    board = json.loads((out / "board-x.json").read_text())
+    assert board["command"] == command
+    assert board["wall_time"] == {"evaluation_seconds": 50.0, "evaluation_runs": 5, "patch_training_seconds": 0,
+                                  "patches_trained": 0}
+    md = (out / "board-x.md").read_text()
+    assert f"Command: `{command}`" in md and "Wall time: 50 s of evaluation over the 5 runs shown" in md
+    assert "Wall time: 50 s" in (out / "board-x.html").read_text()
+    rows = list(csv.DictReader(io.StringIO((out / "board-x.csv").read_text())))
+    assert {row["board_command"] for row in rows} == {command}
+    assert {row["eval_wall_seconds_before"] for row in rows} == {"10"}
 
 
 def test_gate_passes_fails_and_asks_for_eval(store: Path) -> None:
