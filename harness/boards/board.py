@@ -33,7 +33,7 @@ from pathlib import Path
 
 from ..core.errors import QresafeError
 from ..core.spec import CALIB_TIERS, METHODS
-from ..core.stats import mcnemar_exact
+from ..core.stats import mcnemar_exact, rose_significantly
 from ..store import read_json
 from .collect import Run, best_runs, load_runs
 
@@ -396,6 +396,17 @@ def unchanged_note(entry: dict) -> str:
     return f"= unpatched (changes nothing: {short_reason(reason)})" if reason else ""
 
 
+def not_patched(row: dict) -> str:
+    """Why a cell has no patched run on the board: its ASR did not rise significantly over full precision (a
+    sweep's patch_when asr-rose leaves it), or it rose and the patch is not run yet."""
+    flips = row.get("quant_flips")
+    if flips is None:
+        return "not patched"
+    if rose_significantly(flips["to_unsafe"], flips["to_safe"]):
+        return "not patched yet (ASR rose)"
+    return "not patched (ASR did not rise)"
+
+
 def fmt_after(entry: dict) -> str:
     """An 'after' ASR with the unchanged-variant note where it applies."""
     note = unchanged_note(entry)
@@ -449,7 +460,7 @@ def render_markdown(board: dict, paper: dict | None = None) -> str:
                     continue
                 entry = entry_of(row, patch)
                 delta = (f"{fmt_pp(entry['delta_pp'])} [{fmt_p(entry['patch_flips']['p_mcnemar'])}]"
-                         if entry["patch_flips"] is not None else "not patched")
+                         if entry["patch_flips"] is not None else not_patched(row))
                 cells += [fmt_rate(row["asr_before"]), fmt_after(entry), delta,
                           f"{_pct(row['utility_before'])} → {_pct(entry['utility'])}"]
                 cells += [fmt_over_refusal(row, entry)] if refusal else []

@@ -69,6 +69,15 @@ def mean_interval(values: list[float], *, low: float = -math.inf, high: float = 
             "kind": "score"}
 
 
+SIGNIFICANCE = 0.05  # the paired test's level for "ASR rose" (sweeps' patch_when asr-rose, the boards)
+
+
+def rose_significantly(turned_unsafe: int, turned_safe: int) -> bool:
+    """Whether AdvBench ASR rose significantly from one run to the other: more prompts turned unsafe than safe,
+    exact McNemar p < SIGNIFICANCE."""
+    return turned_unsafe > turned_safe and mcnemar_exact(turned_unsafe, turned_safe) < SIGNIFICANCE
+
+
 def mcnemar_exact(b: int, c: int) -> float:
     """Two-sided exact McNemar p for b and c discordant pairs (binomial test of b against n = b + c, p = 1/2)."""
     n = b + c

@@ -51,7 +51,6 @@ class SweepSpecError(QresafeError, ValueError):
 
 RecipeOptions = tuple[tuple[str, object], ...]  # one recipe's fields, e.g. (("method", "sft"), ("recipe", "tuned"))
 PATCH_WHEN = ("always", "asr-rose")
-SIGNIFICANCE = 0.05  # patch_when asr-rose: the paired test's level
 
 
 @dataclass(frozen=True)
@@ -382,14 +381,14 @@ def asr_flips(base_run: Path, quantized_run: Path) -> tuple[int, int, int]:
 
 def _asr_did_not_rise(parent: Cell | None, planned: list[Cell]) -> str | None:
     """None when the quantized cell's ASR rose significantly over full precision; otherwise why it is not patched."""
-    from ..core.stats import mcnemar_exact
+    from ..core.stats import mcnemar_exact, rose_significantly
 
     base = next((c for c in planned if c.kind == "base"), None)
     if parent is None or parent.run_dir is None or base is None or base.run_dir is None:
         raise RuntimeError("patch_when asr-rose needs the full-precision and the quantized cell evaluated first")
     n, up, down = asr_flips(base.run_dir, parent.run_dir)
     p = mcnemar_exact(up, down)
-    if up > down and p < SIGNIFICANCE:
+    if rose_significantly(up, down):
         return None
     return (f"not patched: AdvBench ASR did not rise significantly over full precision ({up} prompts turned "
             f"unsafe, {down} safe of {n}; McNemar p = {p:.2g})")
