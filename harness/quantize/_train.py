@@ -96,11 +96,11 @@ def pad_id(tokenizer) -> int:
 
 def checkpoint_dir_for(out_dir: Path, base_dir: Path, recipe_yaml: str, examples: Sequence[Example]) -> Path:
     """Where a build into `out_dir` keeps its training checkpoint: a hidden sibling that outlives the
-    build's temporary directory, named by a hash of everything the training depends on."""
+    build's temporary directory, named by a hash of everything the training depends on (so a rerun of the
+    same build finds it, whatever its temporary directory is called)."""
     digest = hashlib.sha256(json.dumps([str(Path(base_dir).resolve()), recipe_yaml,
                                         [(e.input_ids, e.labels) for e in examples]]).encode()).hexdigest()
-    name = out_dir.name.split(".tmp-")[0].lstrip(".")  # the variant's name, without the build's pid suffix
-    return out_dir.parent / f".{name}.train-{digest[:12]}"
+    return out_dir.parent / f".train-{digest[:16]}"
 
 
 def remove_checkpoint(checkpoint_dir: Path | None) -> None:

@@ -109,7 +109,7 @@ def test_llm_qat_end_to_end(tiny_random_dir: Path, tmp_path: Path, bits: int, gr
     weights = config["config_groups"]["group_0"]["weights"]
     assert (weights["num_bits"], weights["symmetric"], config["ignore"]) == (bits, True, ["lm_head"])
     assert not list(out.glob(".llm-qat-*")) and not list(tmp_path.glob(".llm-qat-*"))  # temp weights removed
-    assert not list(tmp_path.glob(".qat.train-*"))  # the training checkpoint (kept every step here) served
+    assert not list(tmp_path.glob(".train-*"))  # the training checkpoint (kept every step here) served
 
     model = AutoModelForCausalLM.from_pretrained(out)  # compressed, as vLLM/transformers load it
     gen = model.generate(torch.tensor([[3, 4, 5]]), max_new_tokens=3, do_sample=False)

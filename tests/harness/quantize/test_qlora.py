@@ -59,7 +59,7 @@ def test_qlora_trains_and_saves(tiny_random_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "qlora"
     qlora.quantize(tiny_random_dir, recipe(), calib(), out, lines.append)
     assert any("step 5/5" in line for line in lines)
-    assert not list(tmp_path.glob(".qlora.train-*"))  # the training checkpoint (kept every step here) served
+    assert not list(tmp_path.glob(".train-*"))  # the training checkpoint (kept every step here) served
 
     # The saved base is the untouched NF4 base: the same packed weights as a fresh NF4 load.
     fresh = load_quantized(tiny_random_dir, "bnb-nf4").state_dict()

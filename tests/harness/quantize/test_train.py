@@ -65,7 +65,7 @@ def test_checkpoint_dir_is_keyed_by_inputs(tmp_path: Path) -> None:
     ex = [_train.Example([1, 2, 3], [-100, 2, 3])]
     build = tmp_path / ".m_llm-qat_w4.tmp-123"
     a = _train.checkpoint_dir_for(build, tmp_path, "bits: 4\n", ex)
-    assert a.parent == tmp_path and a.name.startswith(".m_llm-qat_w4.train-")
+    assert a.parent == tmp_path and a.name.startswith(".train-")
     assert a == _train.checkpoint_dir_for(tmp_path / ".m_llm-qat_w4.tmp-456", tmp_path, "bits: 4\n", ex)  # any pid
     assert a != _train.checkpoint_dir_for(build, tmp_path, "bits: 3\n", ex)
     assert a != _train.checkpoint_dir_for(build, tmp_path, "bits: 4\n", [_train.Example([1, 2], [-100, 2])])
