@@ -202,9 +202,10 @@ def build_board(home: Path, model: str, *, patch: str | Sequence[str] | None = N
         if not selected(selection, quant, n_bits, calib):
             continue
         # Every before/after difference is paired: on the prompts both sides scored, with that n.
-        afters = [_after(before, best.get(key[:5] + (label,), {}), label, utility, prompt_text=prompt_text,
-                         over_refusal=refusal) for label in patches]
-        for run in [*tasks.values(), *(r for label in patches for r in best.get(key[:5] + (label,), {}).values())]:
+        patched = {label: best.get(key[:5] + (label,), {}) for label in patches}
+        afters = [_after(before, runs, label, utility, prompt_text=prompt_text, over_refusal=refusal)
+                  for label, runs in patched.items()]
+        for run in [*tasks.values(), *(r for runs in patched.values() for r in runs.values())]:
             shown[run.key] = run
         first = afters[0]
         row = {
