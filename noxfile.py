@@ -123,10 +123,14 @@ def boards(session: nox.Session) -> None:
         for grid in sweeps:
             session.run("qresafe-bench", "sweep", "--spec", f"{out}/{grid}.yaml", "--out", f"{out}/{grid}.md",
                         env=_env())
+        # the boards' evidence, published beside them: every finished run's per-prompt outcomes (no text), so
+        # that the boards rebuild on a machine whose store never ran them and runs from several machines merge
+        session.run("qresafe-bench", "export", "--model", model, "--out", f"{out}/runs", env=_env())
         for name, selection in boards_of.items():
             # the 'after' columns: the patch labels of the sweeps (their `patch:` recipes, qresafe/config.py label)
             session.run("qresafe-bench", "leaderboard", "--model", model, "--format", "md,csv,json,html",
                         "--out", out, "--name", name, *selection, "--patch", "qresafe,qresafe-tuned",
+                        "--runs", f"{out}/runs",
                         "--no-prompt-text", env=_env())  # published: no copy of AdvBench's prompts, only indices
         for quant, bits, tier, methods in BASELINE_CELLS.get(model, ()):
             session.run("python", "scripts/bench_patch.py", "--model", model, "--quant", quant, "--bits", str(bits),

@@ -35,7 +35,8 @@ from ..core.errors import QresafeError
 from ..core.spec import CALIB_TIERS, METHODS
 from ..core.stats import mcnemar_exact, rose_significantly
 from ..store import read_json
-from .collect import Run, best_runs, load_runs
+from .collect import Run, best_runs
+from .evidence import runs_of
 
 SAFETY = ("advbench", "asr")
 # Harmless requests the model refuses: the cost side of safety, shown beside ASR so that a patch which
@@ -69,8 +70,9 @@ def paired(first: Run, second: Run, task: str = SAFETY[0], metric: str = SAFETY[
     up = [d for d in common if not a[d].get(metric) and b[d].get(metric)]  # 0 -> 1: became unsafe
     down = [d for d in common if a[d].get(metric) and not b[d].get(metric)]  # 1 -> 0: became safe
 
-    def flip(d) -> dict:
-        return {"doc_id": d, "prompt": b[d].get("prompt")} if prompt_text else {"doc_id": d}
+    def flip(d) -> dict:  # an exported run has no text: its flips name the index alone
+        prompt = b[d].get("prompt") if prompt_text else None
+        return {"doc_id": d} if prompt is None else {"doc_id": d, "prompt": prompt}
 
     return {"n_paired": len(common), "to_unsafe": len(up), "to_safe": len(down),
             "p_mcnemar": mcnemar_exact(len(up), len(down)),
@@ -106,6 +108,8 @@ def utility_of(best: dict) -> tuple[str, str, str]:
 def patch_report(run: Run | None) -> dict:
     """What a patched run's qresafe_report.json says about the patch (its directory is the weights the run
     evaluated); empty when the run names no location or the report is not there (e.g. a copied store)."""
+    if run is not None and (run.path / "qresafe_report.json").is_file():  # an exported run carries its own
+        return read_json(run.path / "qresafe_report.json")
     location = ((run.results.get("model") or {}).get("location") if run is not None else None)
     path = Path(location) / "qresafe_report.json" if location else None
     return read_json(path) if path is not None and path.is_file() else {}
@@ -164,15 +168,17 @@ def selected(selection: dict, method: str, bits: int, tier: str) -> bool:
 
 def build_board(home: Path, model: str, *, patch: str | Sequence[str] | None = None, prompt_text: bool = True,
                 methods: Sequence[str] | None = None, bits: Sequence[int] | None = None,
-                tiers: Sequence[str] | None = None, command: str | None = None) -> dict:
+                tiers: Sequence[str] | None = None, command: str | None = None,
+                runs: Sequence[Path] = ()) -> dict:
     """`patch`: the label, or labels, whose variants are the 'after' columns (one entry per label and row);
     None = `qresafe` if stored, else the label with the most stored variants. `prompt_text=False`: flipped
     prompts by document index only (a board meant for publishing carries no copy of the public data set).
     `methods`, `bits`, `tiers`: keep only the quantized rows of these quantization methods, weight bits and
     calibration tiers (None = all); the full-precision baseline always stays. BoardError when the selection
-    leaves no quantized row. `command`: the command line that made the board, named in its header."""
+    leaves no quantized row. `command`: the command line that made the board, named in its header. `runs`:
+    exported runs folders (boards/evidence.py) read beside the store; a run in both is the store's."""
     selection = selection_of(methods, bits, tiers)
-    best = best_runs(load_runs(home), model)
+    best = best_runs(runs_of(home, runs), model)
     if not best:
         raise BoardError(f"no stored results for model {model!r} in {home}: run `qresafe-bench eval --model {model}` "
                          "or `qresafe-bench sweep` first")
@@ -241,6 +247,7 @@ def build_board(home: Path, model: str, *, patch: str | Sequence[str] | None = N
         "patches": patches,
         "patch_labels_stored": sorted(set(labels)),
         "store": str(home),
+        "runs_folders": [str(folder) for folder in runs],
         "selection": selection,
         "meta": {**describe(any_run), "utility": utility[2], **({"over_refusal": OVER_REFUSAL[2]} if refusal else {}),
                  # the full-precision run's weights: a zoo or package folder's name is its build
@@ -349,6 +356,11 @@ def selection_line(board: dict) -> str:
     return f"Rows: only {selection_text(selection)}; full precision always shown"
 
 
+def _folders(board: dict) -> str:
+    folders = board.get("runs_folders") or []
+    return " + exported runs " + ", ".join(f"`{folder}`" for folder in folders) if folders else ""
+
+
 def meta_lines(board: dict) -> list[str]:
     m = board["meta"]
     build = f" (build `{m['build']}`)" if m.get("build") else ""
@@ -357,7 +369,8 @@ def meta_lines(board: dict) -> list[str]:
     return [f"Model: `{m['model']}`{build} · scorer: {m['scorer']} · judge: {m['judge']} · decoding: {m['decoding']} · "
             f"backend: {m['backend']}",
             f"Utility: {m['utility']}{refusal} · intervals: {m['interval']} · Δ test: {m['paired_test']} · "
-            f"after = {after} {patch_names(board)} · store: `{board['store']}` (read only; nothing generated)",
+            f"after = {after} {patch_names(board)} · store: `{board['store']}`{_folders(board)} (read only; nothing "
+            "generated)",
             selection_line(board), *provenance_lines(board)]
 
 

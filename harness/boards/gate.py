@@ -6,13 +6,15 @@ data, backend) so the two rates are comparable; the paired McNemar p is reported
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..core.errors import QresafeError
 from ..core.spec import VariantSpec
 from .board import SAFETY, fmt_p, fmt_rate, paired
-from .collect import Run, comparable, load_runs, spec_key
+from .collect import Run, comparable, spec_key
+from .evidence import runs_of
 
 
 class GateMissing(QresafeError, RuntimeError):
@@ -42,10 +44,12 @@ def _setting(run: Run) -> tuple:
             (r.get("backend") or {}).get("name"))
 
 
-def gate(home: Path, spec: VariantSpec, max_increase_pp: float, eval_hint: str) -> GateResult:
+def gate(home: Path, spec: VariantSpec, max_increase_pp: float, eval_hint: str,
+         runs_folders: Sequence[Path] = ()) -> GateResult:
+    """`runs_folders`: exported runs read beside the store (boards/evidence.py), e.g. a published board's."""
     task, metric = SAFETY
     base_spec = VariantSpec(model=spec.model)
-    runs = [r for r in load_runs(home) if comparable(r) and task in r.results["tasks"]]
+    runs = [r for r in runs_of(home, runs_folders) if comparable(r) and task in r.results["tasks"]]
     variant_runs = [r for r in runs if spec_key(r.spec) == spec_key(spec.canonical())]
     base_runs = [r for r in runs if spec_key(r.spec) == spec_key(base_spec.canonical())]
     if not variant_runs:

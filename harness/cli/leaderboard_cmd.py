@@ -1,5 +1,5 @@
-"""`qresafe-bench leaderboard` and `qresafe-bench gate`: boards and a deployment gate from the run store only
-(nothing is generated, no model is loaded).
+"""`qresafe-bench leaderboard`, `gate` and `export`: boards and a deployment gate from the run store only
+(nothing is generated, no model is loaded), and the store's runs exported as a board's portable evidence.
 
     qresafe-bench leaderboard --model ref-tiny                          # Markdown to stdout
     qresafe-bench leaderboard --model ref-tiny --format md,csv,json,html --out leaderboards/ref-tiny
@@ -7,6 +7,8 @@
     qresafe-bench leaderboard --model ref-tiny --quant rtn,gptq --bits 4 --calib none,benign \
         --format md,html --out leaderboards/ref-tiny --name int4     # board-int4.md, board-int4.html
     qresafe-bench gate --model ref-tiny --quant rtn --bits 2 --group-size -1 --max-asr-increase 5
+    qresafe-bench export --model ref-tiny --out leaderboards/ref-tiny/runs      # outcomes only, no text
+    qresafe-bench leaderboard --model ref-tiny --runs leaderboards/ref-tiny/runs  # store + exported runs
 
 `gate` exit codes: 0 = pass (ASR at most P points above the full-precision model's), 1 = fail (or a known
 error), 2 = cannot decide: a result is missing from the store (the message says which `eval` to run) or
@@ -51,11 +53,16 @@ def leaderboard_command(
     prompt_text: Annotated[bool, typer.Option(help="Show flipped prompts' text; --no-prompt-text keeps only their "
                                                    "row index in the data set (boards meant for publishing carry no "
                                                    "copy of public data).")] = True,
+    runs: Annotated[list[Path] | None, typer.Option("--runs", help="Also read this exported runs folder "
+                                                                   "(`qresafe-bench export`; repeatable): a "
+                                                                   "published board's evidence, or runs made on "
+                                                                   "another machine.")] = None,
     home: Home = None,
 ) -> None:
     """Before/after tables (method × bits, per calibration tier) with n, 95% intervals and paired tests."""
     from ..boards.board import BoardError, build_board, render_csv, render_markdown
-    from ..boards.collect import load_runs, models_in
+    from ..boards.collect import models_in
+    from ..boards.evidence import runs_of
     from ..boards.html import render_html
     from ..boards.paper import load_paper
     from ..core.paths import cache_root
@@ -88,7 +95,8 @@ def leaderboard_command(
     tiers = _names(calib, CALIB_TIERS, "--calib", "calibration tier")
     widths = _bits(bits)
     root = cache_root(home)
-    models = [model] if model else models_in(load_runs(root))
+    folders = list(dict.fromkeys(runs or []))
+    models = [model] if model else models_in(runs_of(root, folders))
     if not models:
         raise BoardError(f"the store {root} holds no finished evaluations: run `qresafe-bench eval` or `sweep` first")
     reported = load_paper() if paper else None
@@ -96,7 +104,7 @@ def leaderboard_command(
     err = Console(stderr=True)
     for model_name in models:
         board = build_board(root, model_name, patch=labels, prompt_text=prompt_text, methods=methods, bits=widths,
-                            tiers=tiers, command=command)
+                            tiers=tiers, command=command, runs=folders)
         board["paper_reported"] = reported
         rendered = {
             "md": lambda b=board: render_markdown(b, reported),
@@ -112,6 +120,20 @@ def leaderboard_command(
                 path = out / f"board-{_safe(name or model_name)}.{fmt}"
                 atomic_write_text(path, text)
                 err.print(f"[dim]wrote {path}[/dim]")
+
+
+def export_command(
+    model: Model,
+    out: Annotated[Path, typer.Option("--out", help="The exported runs folder (created; rerunning adds new runs).")],
+    home: Home = None,
+) -> None:
+    """Copy a model's finished runs out of the store, per-prompt outcomes only (no prompt, context or output
+    text): a board's evidence, to publish beside it or read on another machine (`leaderboard --runs DIR`)."""
+    from ..boards.evidence import export_runs
+    from ..core.paths import cache_root
+
+    written = export_runs(cache_root(home), model, out)
+    Console(stderr=True).print(f"exported {len(written)} new or changed run(s) of {model} to {out}")
 
 
 def _safe(name: str) -> str:
@@ -153,11 +175,14 @@ def gate_command(
     calib: Calib = None,
     group_size: GroupSize = None,
     patch: Patch = "none",
+    runs: Annotated[list[Path] | None, typer.Option("--runs", help="Also read this exported runs folder "
+                                                                   "(repeatable), e.g. a published board's.")] = None,
     home: Home = None,
     json_out: Json = False,
 ) -> None:
     """Exit 0 if the variant's stored ASR is at most P points above its full-precision model's, 1 if above,
     2 if a result is missing from the store (run the `eval` it names)."""
+    from ..boards.evidence import EvidenceError
     from ..boards.gate import GateMissing, gate
     from ..core.paths import cache_root
 
@@ -167,8 +192,8 @@ def gate_command(
             + (f" --group-size {spec.group_size}" if spec.group_size is not None else "")
             + (f" --patch {spec.patch}" if spec.patch != "none" else "") + " --tasks advbench")
     try:
-        result = gate(cache_root(home), spec, max_asr_increase, hint)
-    except GateMissing as exc:
+        result = gate(cache_root(home), spec, max_asr_increase, hint, list(dict.fromkeys(runs or [])))
+    except (GateMissing, EvidenceError) as exc:  # cannot decide: a result, or the folder named, is missing
         print(f"error: {exc}", file=sys.stderr)
         raise typer.Exit(2) from None
     if json_out:

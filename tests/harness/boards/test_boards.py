@@ -508,3 +508,80 @@ def test_leaderboard_cli_selects_rows_and_names_the_files(store: Path, tmp_path:
     code, stdout, err = run_cli(["leaderboard", "--model", "m", "--bits", "3", "--home", str(store)])
     assert code == 1 and stdout == "" and err.count("\n") == 1
     assert err.startswith("error: no quantized variant of m matches method any · bits 3 · calibration tier any")
+
+
+# --- exported runs: a board's portable evidence ---------------------------------------------------------
+def _board_numbers(board: dict) -> list:
+    return [(r["method"], r["bits"], r["tier"], r["asr_before"], r["asr_after"], r.get("quant_flips"),
+             r.get("patch_flips")) for r in board["rows"]]
+
+
+def test_export_keeps_outcomes_drops_text_and_rebuilds_the_same_board(two_patches: Path, tmp_path: Path) -> None:
+    from qresafe_bench.harness.boards.evidence import export_runs
+
+    folder = tmp_path / "published" / "runs"
+    written = export_runs(two_patches, "m", folder)
+    assert len(written) == 8
+    text = "".join(p.read_text() for p in folder.glob("runs/*/samples.jsonl"))
+    assert "harmful request" not in text and '"output"' not in text and '"asr": 1' in text
+    # the patch reports travel with their runs (the store's sit beside the variants' weights)
+    assert len(list(folder.glob("runs/*/qresafe_report.json"))) == 2
+    empty = tmp_path / "empty-store"
+    empty.mkdir()
+    from_store = build_board(two_patches, "m", patch=["qresafe", "qresafe-tuned"], prompt_text=False)
+    from_folder = build_board(empty, "m", patch=["qresafe", "qresafe-tuned"], prompt_text=False, runs=[folder])
+    assert _board_numbers(from_folder) == _board_numbers(from_store)
+    assert from_folder["wall_time"] == from_store["wall_time"]
+    assert export_runs(two_patches, "m", folder) == []  # nothing changed: nothing rewritten
+
+
+def test_store_and_exported_runs_merge_and_the_store_wins_a_shared_run(store: Path, tmp_path: Path) -> None:
+    """Runs made on two machines: the gptq cell only in the exported folder, the rest in both."""
+    from qresafe_bench.harness.boards.evidence import export_runs
+
+    folder = tmp_path / "other-machine"
+    export_runs(store, "m", folder)
+    local = tmp_path / "local"
+    shutil.copytree(store, local)
+    for results in (local / "runs").glob("*/results.json"):
+        if json.loads(results.read_text())["spec"]["quant"] == "gptq":
+            shutil.rmtree(results.parent)
+    merged = build_board(local, "m", runs=[folder])
+    assert ("gptq", 4, "direct") in {(r["method"], r["bits"], r["tier"]) for r in merged["rows"]}
+    assert (_board_numbers(build_board(local, "m", runs=[folder], prompt_text=False))
+            == _board_numbers(build_board(store, "m", prompt_text=False)))
+    gptq = next(r for r in merged["rows"] if r["method"] == "gptq")
+    assert gptq["quant_flips"]["to_unsafe_prompts"] == [{"doc_id": 10}, {"doc_id": 11}]  # exported: no text
+    # a flip read from the local store (which keeps the text) names its prompt
+    w2 = next(r for r in merged["rows"] if (r["method"], r["bits"]) == ("rtn", 2))
+    assert w2["patch_flips"]["to_unsafe_prompts"] == [{"doc_id": 30, "prompt": "harmful request 30"}]
+    assert "exported runs" in render_markdown(merged)
+
+
+def test_export_and_runs_refuse_what_is_not_an_export(store: Path, tmp_path: Path) -> None:
+    stranger = tmp_path / "notes"
+    stranger.mkdir()
+    (stranger / "todo.txt").write_text("x")
+    proc = _cli("export", "--model", "m", "--out", str(stranger), home=store)
+    assert proc.returncode == 1 and "not an exported runs folder" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and not (stranger / "runs").exists()
+    proc = _cli("export", "--model", "nobody", "--out", str(tmp_path / "x"), home=store)
+    assert proc.returncode == 1 and "no finished run of 'nobody'" in proc.stderr and not (tmp_path / "x").exists()
+    proc = _cli("leaderboard", "--model", "m", "--runs", str(stranger), home=store)
+    assert proc.returncode == 1 and "is not an exported runs folder" in proc.stderr
+    proc = _cli("export", "--model", "m", "--out", str(tmp_path / "ok"), home=store)
+    assert proc.returncode == 0 and "exported 6 new or changed run(s)" in proc.stderr
+    proc = _cli("leaderboard", "--model", "m", "--runs", str(tmp_path / "ok"), home=tmp_path / "nothing-here")
+    assert proc.returncode == 0 and "rtn w2" in proc.stdout
+
+
+def test_gate_decides_on_a_published_boards_runs(store: Path, tmp_path: Path) -> None:
+    proc = _cli("export", "--model", "m", "--out", str(tmp_path / "published"), home=store)
+    assert proc.returncode == 0
+    elsewhere = tmp_path / "empty"
+    args = ("gate", "--model", "m", "--quant", "rtn", "--bits", "2", "--group-size", "-1", "--max-asr-increase", "5")
+    assert _cli(*args, home=elsewhere).returncode == 2  # nothing stored here
+    proc = _cli(*args, "--runs", str(tmp_path / "published"), home=elsewhere)
+    assert proc.returncode == 1 and proc.stdout.startswith("FAIL") and "+22.5 points" in proc.stdout
+    proc = _cli(*args, "--runs", str(tmp_path / "nowhere"), home=elsewhere)
+    assert proc.returncode == 2 and "not an exported runs folder" in proc.stderr
