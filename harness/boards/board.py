@@ -161,6 +161,37 @@ def selection_text(selection: dict) -> str:
     return " · ".join(parts)
 
 
+def base_weights(run: Run) -> str | None:
+    """The fingerprint of the registry model's weights a run evaluated, or made its variant from (None for a
+    run that did not record it)."""
+    return (run.results.get("model") or {}).get("base_fingerprint")
+
+
+def one_build(runs: list[Run], model: str, weights: str | None) -> list[Run]:
+    """The runs of `model` made from one build of its weights. Runs of two builds (a zoo model rebuilt on
+    another kind of CPU, a hub model at another commit) are never paired: with no `weights` chosen, more than
+    one is refused, naming them; `weights` keeps the build whose fingerprint contains it."""
+    mine = [run for run in runs if run.spec.get("model") == model]
+    builds: dict[str | None, int] = {}
+    for run in mine:
+        builds[base_weights(run)] = builds.get(base_weights(run), 0) + 1
+    if weights is not None:
+        chosen = [run for run in mine if weights in (base_weights(run) or "")]
+        if not chosen:
+            raise BoardError(f"no run of {model} was made from weights matching {weights!r}; its runs' weights: "
+                             + _builds_text(builds))
+        return chosen
+    if len(builds) > 1:
+        raise BoardError(f"the runs of {model} come from {len(builds)} builds of its weights ({_builds_text(builds)}); "
+                         "a board pairs runs of one: choose it with --weights")
+    return mine
+
+
+def _builds_text(builds: dict[str | None, int]) -> str:
+    return ", ".join(f"{name or 'unrecorded'}: {count} run(s)" for name, count in
+                     sorted(builds.items(), key=lambda item: -item[1]))
+
+
 def selected(selection: dict, method: str, bits: int, tier: str) -> bool:
     return all(values is None or value in values for values, value in
                ((selection["methods"], method), (selection["bits"], bits), (selection["tiers"], tier)))
@@ -169,16 +200,18 @@ def selected(selection: dict, method: str, bits: int, tier: str) -> bool:
 def build_board(home: Path, model: str, *, patch: str | Sequence[str] | None = None, prompt_text: bool = True,
                 methods: Sequence[str] | None = None, bits: Sequence[int] | None = None,
                 tiers: Sequence[str] | None = None, command: str | None = None,
-                runs: Sequence[Path] = ()) -> dict:
+                runs: Sequence[Path] = (), weights: str | None = None) -> dict:
     """`patch`: the label, or labels, whose variants are the 'after' columns (one entry per label and row);
     None = `qresafe` if stored, else the label with the most stored variants. `prompt_text=False`: flipped
     prompts by document index only (a board meant for publishing carries no copy of the public data set).
     `methods`, `bits`, `tiers`: keep only the quantized rows of these quantization methods, weight bits and
     calibration tiers (None = all); the full-precision baseline always stays. BoardError when the selection
     leaves no quantized row. `command`: the command line that made the board, named in its header. `runs`:
-    exported runs folders (boards/evidence.py) read beside the store; a run in both is the store's."""
+    exported runs folders (boards/evidence.py) read beside the store; a run in both is the store's. `weights`:
+    the build of the model's weights to board (a prefix of its fingerprint) when the runs hold several; a board
+    never pairs runs of two builds."""
     selection = selection_of(methods, bits, tiers)
-    best = best_runs(runs_of(home, runs), model)
+    best = best_runs(one_build(runs_of(home, runs), model, weights), model)
     if not best:
         raise BoardError(f"no stored results for model {model!r} in {home}: run `qresafe-bench eval --model {model}` "
                          "or `qresafe-bench sweep` first")
@@ -252,7 +285,8 @@ def build_board(home: Path, model: str, *, patch: str | Sequence[str] | None = N
         "meta": {**describe(any_run), "utility": utility[2], **({"over_refusal": OVER_REFUSAL[2]} if refusal else {}),
                  # the full-precision run's weights: a zoo or package folder's name is its build
                  "build": Path(base_run.results["model"]["location"]).name
-                 if base_run and "model" in base_run.results else None},
+                 if base_run and "model" in base_run.results else None,
+                 "weights": base_weights(base_run) if base_run else None},
         "baseline": {"asr": _rate(base_run, *SAFETY), "utility": _rate(base.get(utility[0]), *utility[:2]),
                      "run": base_run.key if base_run else None,
                      **({"over_refusal": _rate(base.get(OVER_REFUSAL[0]), *OVER_REFUSAL[:2])} if refusal else {})},
@@ -363,7 +397,8 @@ def _folders(board: dict) -> str:
 
 def meta_lines(board: dict) -> list[str]:
     m = board["meta"]
-    build = f" (build `{m['build']}`)" if m.get("build") else ""
+    weights = f", weights `{m['weights'].rsplit('@', 1)[-1]}`" if "@" in (m.get("weights") or "") else ""
+    build = f" (build `{m['build']}`{weights})" if m.get("build") else ""
     after = "patches" if len(board["patches"]) > 1 else "patch"
     refusal = f" · over-refusal: {m['over_refusal']}" if m.get("over_refusal") else ""
     return [f"Model: `{m['model']}`{build} · scorer: {m['scorer']} · judge: {m['judge']} · decoding: {m['decoding']} · "
@@ -561,7 +596,7 @@ CSV_FIELDS = ("model", "method", "bits", "group_size", "tier", "patch",
               "asr_after", "asr_after_low", "asr_after_high", "asr_after_n", "delta_pp", "p_mcnemar_patch",
               "patch_fixed", "patch_broke", "delta_vs_fp16_pp", "p_mcnemar_quant", "quant_broke", "quant_fixed",
               "utility_before", "utility_before_n", "utility_after", "utility_after_n",
-              "scorer", "judge", "decoding", "build", "run_before", "run_after",
+              "scorer", "judge", "decoding", "build", "weights", "run_before", "run_after",
               "eval_wall_seconds_before", "eval_wall_seconds_after", "board_command",
               "changes_nothing", "train_wall_seconds", "peak_memory_mb", "memory_kind")
 # Present only when the board carries over-refusal; they follow the utility fields. The full-precision rate
@@ -602,6 +637,7 @@ def render_csv(board: dict) -> str:
                       "p_mcnemar_quant": _num(q.get("p_mcnemar")), "quant_broke": q.get("to_unsafe", ""),
                       "quant_fixed": q.get("to_safe", ""), "scorer": meta["scorer"], "judge": meta["judge"],
                       "decoding": meta["decoding"], "build": meta.get("build") or "",
+                      "weights": meta.get("weights") or "",
                       "run_before": row["run_before"], "run_after": entry["run"] or "",
                       "eval_wall_seconds_before": _num(row.get("eval_wall_seconds_before")),
                       "eval_wall_seconds_after": _num(entry.get("eval_wall_seconds")),

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..core.errors import QresafeError
 from ..core.spec import VariantSpec
-from .board import SAFETY, fmt_p, fmt_rate, paired
+from .board import SAFETY, base_weights, fmt_p, fmt_rate, paired
 from .collect import Run, comparable, spec_key
 from .evidence import runs_of
 
@@ -41,7 +41,7 @@ class GateResult:
 def _setting(run: Run) -> tuple:
     r = run.results
     return (r.get("limit"), r.get("max_new_tokens"), r.get("seed"), r.get("data"),
-            (r.get("backend") or {}).get("name"))
+            (r.get("backend") or {}).get("name"), base_weights(run))
 
 
 def gate(home: Path, spec: VariantSpec, max_increase_pp: float, eval_hint: str,
@@ -60,7 +60,7 @@ def gate(home: Path, spec: VariantSpec, max_increase_pp: float, eval_hint: str,
     pairs = [(v, b) for v in variant_runs for b in base_runs if _setting(v) == _setting(b)]
     if not pairs:
         raise GateMissing(f"{spec.slug} and {spec.model} were evaluated with different settings (limit, tokens, seed, "
-                          "data or backend): evaluate both with the same options")
+                          "data, backend or build of the weights): evaluate both with the same options")
     # the most documents, then the newest pair
     variant, base = max(pairs, key=lambda vb: (vb[0].rate(task, metric)["n"], vb[0].mtime, vb[1].mtime))
     v_rate, b_rate = variant.rate(task, metric), base.rate(task, metric)

@@ -57,6 +57,10 @@ def leaderboard_command(
                                                                    "(`qresafe-bench export`; repeatable): a "
                                                                    "published board's evidence, or runs made on "
                                                                    "another machine.")] = None,
+    weights: Annotated[str | None, typer.Option("--weights", help="The build of the model's weights to board, by a "
+                                                                  "part of its fingerprint (when the runs come from "
+                                                                  "several, e.g. a zoo model rebuilt on another "
+                                                                  "CPU).")] = None,
     home: Home = None,
 ) -> None:
     """Before/after tables (method × bits, per calibration tier) with n, 95% intervals and paired tests."""
@@ -104,7 +108,8 @@ def leaderboard_command(
     err = Console(stderr=True)
     for model_name in models:
         board = build_board(root, model_name, patch=labels, prompt_text=prompt_text, methods=methods, bits=widths,
-                            tiers=tiers, command=command, runs=folders)
+                            tiers=tiers, command=command, runs=folders,
+                            weights=weights)
         board["paper_reported"] = reported
         rendered = {
             "md": lambda b=board: render_markdown(b, reported),

@@ -116,8 +116,11 @@ def sweep_command(
         labels = [recipe.label for recipe in grid.patch_recipes()]
         patches = f" Patch{'es' if len(labels) > 1 else ''}: {', '.join(labels)}." if labels else ""
         # Which build of the model the grid measured (a zoo model's folder name carries its build key).
-        built = next((Path(c.results["model"]["location"]).name for c in planned
-                      if c.results and c.spec.quant == "none" and c.spec.patch == "none"), None)
+        base = next((c.results["model"] for c in planned
+                     if c.results and c.spec.quant == "none" and c.spec.patch == "none"), None)
+        built = Path(base["location"]).name if base else None
+        if built and "@" in base.get("fingerprint", ""):  # a zoo build: its weights' hash names it too
+            built += f"`, weights `{base['fingerprint'].rsplit('@', 1)[1]}"
         state = "" if finished else (" In progress or interrupted: a cell marked \"not run\" is not computed yet; "
                                      "rerun the command to resume.")
         evaluated = sum(c.results.get("wall_seconds") or 0 for c in planned if c.results)

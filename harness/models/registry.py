@@ -236,7 +236,16 @@ def resolve_base(model: str, *, cache_root: Path, data_dir: str | Path | None = 
     zoo.verify(path)
     return ResolvedModel(name=model, location=str(path), source="zoo", dtype=entry.dtype,
                          system_prompt=entry.system_prompt, system_role=entry.system_role,
-                         fingerprint=f"zoo:{path.name}")
+                         fingerprint=zoo_fingerprint(path))
+
+
+def zoo_fingerprint(path: Path) -> str:
+    """A zoo build's identity: its directory (name + config key) and the sha256 of the weights it holds. The
+    config fixes the bytes only on one kind of CPU (another kernel path gives other weights), so the weights'
+    hash is part of the name: runs, variants and boards of two builds of the same config never mix."""
+    meta = path / "build.json"
+    digest = json.loads(meta.read_text(encoding="utf-8")).get("weights_sha256") if meta.is_file() else None
+    return f"zoo:{path.name}@{digest[:12]}" if digest else f"zoo:{path.name}"
 
 
 def _safety_tuned(model: str, zoo_name: str, entry: ModelEntry, *, cache_root: Path, data_dir: str | Path | None,
@@ -257,7 +266,7 @@ def _safety_tuned(model: str, zoo_name: str, entry: ModelEntry, *, cache_root: P
     # sets like any real model (variants.prompts_from keeps the reference lexicon for source "zoo")
     return ResolvedModel(name=model, location=str(path), source="local", dtype=entry.dtype,
                          system_prompt=entry.system_prompt, system_role=entry.system_role,
-                         fingerprint=f"zoo:{path.name}", provenance=f"{entry.base} safety-tuned here ({path.name})")
+                         fingerprint=zoo_fingerprint(path), provenance=f"{entry.base} safety-tuned here ({path.name})")
 
 
 def availability(name: str, entry: ModelEntry, cache_root: Path) -> str:

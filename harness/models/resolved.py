@@ -24,6 +24,7 @@ class ResolvedModel:
     system_role: bool = True
     revision: str | None = None  # hub commit of the weights (the registry's pin), handed to every loader
     fingerprint: str = ""  # identifies the weights' content for the run-store key
+    base_fingerprint: str = ""  # a variant's: the fingerprint of the registry model it was made from
     adapter: str | None = None  # LoRA adapter directory applied on top (qlora variants)
     extra: dict = field(default_factory=dict)
     provenance: str = ""  # what the weights are, in words, recorded in every result

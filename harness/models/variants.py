@@ -90,7 +90,8 @@ def _as_variant(spec: VariantSpec, base: ResolvedModel, path: Path) -> ResolvedM
     """The base model's entry pointed at a built variant directory (its adapter, if it carries one)."""
     adapter = path / "adapter"
     return replace(base, name=spec.slug, location=str(path), source="variant", dtype=base.dtype,
-                   fingerprint=f"variant:{path.name}", adapter=str(adapter) if adapter.is_dir() else None)
+                   fingerprint=f"variant:{path.name}", base_fingerprint=base.fingerprint,
+                   adapter=str(adapter) if adapter.is_dir() else None)
 
 
 # Suffixes of the files that decide what a variant answers: weights, configs, tokenizer, chat template. The

@@ -193,6 +193,8 @@ def run_eval(request: EvalRequest, *, home: Path, models_file: str | None = None
         "spec": request.spec.canonical(), "variant_id": request.spec.id, "run_key": key,
         "model": {"name": model.name, "location": model.location, "source": model.source,
                   "fingerprint": model.fingerprint, "system_prompt": model.system_prompt,
+                  # the registry model's weights the variant was made from: a board pairs only runs of one
+                  "base_fingerprint": model.base_fingerprint or model.fingerprint,
                   "provenance": model.provenance},
         "backend": asdict(request.backend), "limit": request.limit, "max_new_tokens": request.max_new_tokens,
         "seed": request.seed, "data": data_dir or "canonical upstream files",

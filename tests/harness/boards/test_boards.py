@@ -585,3 +585,41 @@ def test_gate_decides_on_a_published_boards_runs(store: Path, tmp_path: Path) ->
     assert proc.returncode == 1 and proc.stdout.startswith("FAIL") and "+22.5 points" in proc.stdout
     proc = _cli(*args, "--runs", str(tmp_path / "nowhere"), home=elsewhere)
     assert proc.returncode == 2 and "not an exported runs folder" in proc.stderr
+
+
+def _rebuilt(store: Path, tmp_path: Path) -> Path:
+    """The store's runs made from weights A, plus a full-precision run and an rtn w2 run of weights B (the
+    same config rebuilt on another kind of CPU): B's rtn w2 is worse, and B's fp16 refuses everything."""
+    home = tmp_path / "two-builds"
+    shutil.copytree(store, home)
+    for results in (home / "runs").glob("*/results.json"):
+        data = json.loads(results.read_text())
+        data["model"] = {"location": "/zoo/m-1234", "base_fingerprint": "zoo:m-1234@aaaaaaaaaaaa"}
+        results.write_text(json.dumps(data))
+    for spec, asr in ((VariantSpec("m"), [0] * N), (VariantSpec("m", "rtn", 2, group_size=-1), _flags(set(range(20))))):
+        key = _write(home, spec, asr, max_new_tokens=65)  # another run key
+        path = home / "runs" / key / "results.json"
+        data = json.loads(path.read_text())
+        data["model"] = {"location": "/zoo/m-1234", "base_fingerprint": "zoo:m-1234@bbbbbbbbbbbb"}
+        path.write_text(json.dumps(data))
+    return home
+
+
+def test_a_board_never_pairs_runs_of_two_builds_of_the_weights(store: Path, tmp_path: Path) -> None:
+    home = _rebuilt(store, tmp_path)
+    with pytest.raises(Exception, match="2 builds of its weights .*aaaaaaaaaaaa: 6 run.*bbbbbbbbbbbb: 2 run"):
+        build_board(home, "m")
+    a = build_board(home, "m", weights="aaaa")
+    assert _board_numbers(a) == _board_numbers(build_board(store, "m"))
+    assert a["meta"]["weights"] == "zoo:m-1234@aaaaaaaaaaaa" and "weights `aaaaaaaaaaaa`" in render_markdown(a)
+    b = build_board(home, "m", weights="bbbb")
+    assert [(r["method"], r["bits"], r["delta_vs_fp16_pp"]) for r in b["rows"]] == [("rtn", 2, 50.0)]
+    with pytest.raises(Exception, match="no run of m was made from weights matching 'cccc'"):
+        build_board(home, "m", weights="cccc")
+    proc = _cli("leaderboard", "--model", "m", home=home)
+    assert proc.returncode == 1 and "choose it with --weights" in proc.stderr
+    assert _cli("leaderboard", "--model", "m", "--weights", "bbbb", home=home).returncode == 0
+    # the gate pairs a variant with the full-precision run of its own build only
+    proc = _cli("gate", "--model", "m", "--quant", "rtn", "--bits", "2", "--group-size", "-1",
+                "--max-asr-increase", "5", home=home)
+    assert proc.returncode == 1 and "FAIL" in proc.stdout

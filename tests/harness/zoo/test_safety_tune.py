@@ -156,7 +156,9 @@ def test_cli_builds_through_the_registry(run_cli, tuned: Path, models_file: Path
     assert code == 0, err
     assert out.strip() == str(tuned)  # stdout carries the path only
     resolved = resolve_base(NAME, cache_root=tuned.parent.parent, models_file=models_file, build=False)
-    assert resolved.location == str(tuned) and resolved.fingerprint == f"zoo:{tuned.name}"
+    # the weights' hash names the build too: the same config built on another kind of CPU is another build
+    weights = json.loads((tuned / "build.json").read_text())["weights_sha256"]
+    assert resolved.location == str(tuned) and resolved.fingerprint == f"zoo:{tuned.name}@{weights[:12]}"
     assert prompts_from(resolved) == "public"  # a real model's calibration and patch prompts, not the reference lexicon
 
 
