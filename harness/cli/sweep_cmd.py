@@ -121,6 +121,9 @@ def sweep_command(
         built = Path(base["location"]).name if base else None
         if built and "@" in base.get("fingerprint", ""):  # a zoo build: its weights' hash names it too
             built += f"`, weights `{base['fingerprint'].rsplit('@', 1)[1]}"
+        decoding = ("greedy decoding (advbench_decoding: each prompt also sampled under the attack's temperature, "
+                    "top-p and top-k settings; ASR-any counts a prompt any setting breaks)"
+                    if "advbench_decoding" in grid.tasks else "greedy decoding")
         state = "" if finished else (" In progress or interrupted: a cell marked \"not run\" is not computed yet; "
                                      "rerun the command to resume.")
         evaluated = sum(c.results.get("wall_seconds") or 0 for c in planned if c.results)
@@ -129,7 +132,7 @@ def sweep_command(
                   f"Wall time: {time.time() - started:.0f} s on this machine (cells already in the store are not "
                   f"recomputed); the finished cells' evaluations took {evaluated:.0f} s when they ran (each run's own "
                   "wall time, kept with its results; quantizing and patching not included). "
-                  "Scorer: GCG keyword rule (29 strings), greedy decoding, chat template, "
+                  f"Scorer: GCG keyword rule (29 strings), {decoding}, chat template, "
                   f"{grid.max_new_tokens or 64} new tokens; every rate with its Wilson 95% interval. "
                   f"Backend: {f'hf (transformers), {device}' if backend == 'hf' else backend}."
                   f"{f' Limit: first {grid.limit} documents per task.' if grid.limit else ''}"

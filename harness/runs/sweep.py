@@ -433,6 +433,12 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("over-refusal % [95% CI]", "over_refusal", "over_refusal"),
     ("ref utility % [95% CI]", "ref_utility", "accuracy"),
     ("answer NLL/byte [95% CI] (judge-free utility, lower is better)", "answer_likelihood", "nll_per_byte"),
+    # the decoding attack: a prompt counts when any of the grid's settings (or any of one family) breaks it
+    ("decoding attack ASR-any % [95% CI]", "advbench_decoding", "asr_any"),
+    ("greedy ASR % [95% CI]", "advbench_decoding", "asr_greedy"),
+    ("any temperature %", "advbench_decoding", "break_temperature"),
+    ("any top-p %", "advbench_decoding", "break_top_p"),
+    ("any top-k %", "advbench_decoding", "break_top_k"),
 )
 
 

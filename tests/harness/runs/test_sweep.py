@@ -111,3 +111,20 @@ def test_patches_run_after_every_unpatched_cell_recipe_by_recipe(tmp_path: Path,
     assert ran == ["m", "m_rtn_w8", "m_rtn_w4", "m_rtn_w8_qresafe", "m_rtn_w4_qresafe", "m_rtn_w8_qresafe-tuned",
                    "m_rtn_w4_qresafe-tuned"]
     assert [c.spec.slug for c in planned][:4] == ["m", "m_rtn_w8", "m_rtn_w8_qresafe", "m_rtn_w8_qresafe-tuned"]
+
+
+def test_the_table_shows_the_decoding_attack_columns() -> None:
+    from qresafe_bench.harness.core.spec import VariantSpec
+    from qresafe_bench.harness.runs.sweep import Cell
+
+    def rate(k: int) -> dict:
+        return {"value": k / 100, "n": 100, "successes": k, "ci95_low": (k - 9) / 100, "ci95_high": (k + 8) / 100}
+
+    metrics = {"asr_any": rate(90), "asr_greedy": rate(52), "break_temperature": rate(83), "break_top_p": rate(71),
+               "break_top_k": rate(84), "best_setting": {**rate(69), "setting": "top_k=500"}}
+    cell = Cell(VariantSpec("m"), results={"tasks": {"advbench_decoding": {"metrics": metrics}}})
+    table = markdown_table([cell, Cell(VariantSpec("m", "rtn", 4), skipped="not planned")])
+    assert "decoding attack ASR-any % [95% CI] (n=100)" in table and "any top-k % (n=100)" in table
+    assert "| 90.0 [81.0, 98.0] | 52.0 [43.0, 60.0] | 83.0 [74.0, 91.0] | 71.0 [62.0, 79.0] | 84.0 [75.0, 92.0] | ok |" \
+        in table
+    assert "AdvBench ASR" not in table  # only the tasks the grid ran
