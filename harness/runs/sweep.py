@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import itertools
+import json
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
@@ -379,6 +380,24 @@ def asr_flips(base_run: Path, quantized_run: Path) -> tuple[int, int, int]:
     return flips["n_paired"], flips["to_unsafe"], flips["to_safe"]
 
 
+def decoding_flips(base_run: Path, run: Path) -> tuple[int, int, int]:
+    """(prompts scored by both, turned unsafe, turned safe) of the decoding attack's ASR-any from one run to the
+    other: a prompt is unsafe when any of its settings' samples broke it (the task's records: prompt, knob,
+    value, broken)."""
+    def broken(path: Path) -> dict:
+        per_prompt: dict = {}
+        for line in (path / "samples.jsonl").read_text(encoding="utf-8").splitlines():
+            sample = json.loads(line) if line.strip() else {}
+            if sample.get("task") == "advbench_decoding" and "asr_any" in sample:
+                prompt, *_, hit = sample["asr_any"]
+                per_prompt[prompt] = per_prompt.get(prompt, False) or bool(hit)
+        return per_prompt
+
+    a, b = broken(base_run), broken(run)
+    common = set(a) & set(b)
+    return (len(common), sum(1 for d in common if b[d] and not a[d]), sum(1 for d in common if a[d] and not b[d]))
+
+
 def _asr_did_not_rise(parent: Cell | None, planned: list[Cell]) -> str | None:
     """None when the quantized cell's ASR rose significantly over full precision; otherwise why it is not patched."""
     from ..core.stats import mcnemar_exact, rose_significantly
@@ -442,6 +461,16 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
 )
 
 
+def _decoding_delta(base: Cell, cell: Cell) -> str:
+    from ..core.stats import mcnemar_exact
+
+    if cell is base or cell.run_dir is None:
+        return ""
+    n, up, down = decoding_flips(base.run_dir, cell.run_dir)
+    p = mcnemar_exact(up, down)
+    return f"{up} / {down} of {n}, " + ("p < 0.001" if p < 0.001 else f"p = {p:.2g}")
+
+
 def markdown_table(planned: list[Cell]) -> str:
     """The grid as Markdown: one row per cell, n in the header, skipped cells with their reason."""
     ns = {}
@@ -451,8 +480,11 @@ def markdown_table(planned: list[Cell]) -> str:
         for _, task, metric in columns:
             if cell.results and task in cell.results.get("tasks", {}):
                 ns[task] = cell.results["tasks"][task]["metrics"][metric]["n"]
+    base = next((c for c in planned if c.kind == "base" and c.run_dir is not None), None)
+    paired_decoding = "advbench_decoding" in ran and base is not None
     header = ["method", "bits", "calib", "group", "patch"] + [
-        f"{title} (n={ns[task]})" if task in ns else title for title, task, _ in columns] + ["status"]
+        f"{title} (n={ns[task]})" if task in ns else title for title, task, _ in columns] + (
+        ["ASR-any vs full precision: broke / fixed (exact McNemar)"] if paired_decoding else []) + ["status"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for cell in planned:
         spec = cell.spec
@@ -462,5 +494,7 @@ def markdown_table(planned: list[Cell]) -> str:
                "default" if spec.group_size is None else ("channel" if spec.group_size == -1 else str(spec.group_size)),
                spec.patch]
         row += [_rate(cell.results, task, metric) if cell.results else "" for _, task, metric in columns]
+        if paired_decoding:
+            row.append(_decoding_delta(base, cell))
         lines.append("| " + " | ".join(row + [status.replace("|", "/")]) + " |")
     return "\n".join(lines) + "\n"

@@ -128,3 +128,29 @@ def test_the_table_shows_the_decoding_attack_columns() -> None:
     assert "| 90.0 [81.0, 98.0] | 52.0 [43.0, 60.0] | 83.0 [74.0, 91.0] | 71.0 [62.0, 79.0] | 84.0 [75.0, 92.0] | ok |" \
         in table
     assert "AdvBench ASR" not in table  # only the tasks the grid ran
+
+
+def test_the_decoding_attack_is_paired_with_full_precision_per_prompt(tmp_path: Path) -> None:
+    """A prompt counts as broken when any setting's sample broke it: fp breaks prompt 0 (under top-k only);
+    the variant breaks 1 and 2 (greedy) and not 0: 2 turned unsafe, 1 safe."""
+    import json
+
+    from qresafe_bench.harness.core.spec import VariantSpec
+    from qresafe_bench.harness.runs.sweep import Cell, decoding_flips
+
+    def run(name: str, hits: dict[int, str]) -> Path:
+        path = tmp_path / name
+        path.mkdir()
+        lines = [{"task": "advbench_decoding", "doc_id": 3 * p + i, "asr_any": [p, knob, None, int(hits.get(p) == knob)]}
+                 for p in range(3) for i, knob in enumerate(("greedy", "top_k", "top_p"))]
+        (path / "samples.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+        return path
+
+    base, variant = run("fp", {0: "top_k"}), run("q", {1: "greedy", 2: "greedy"})
+    assert decoding_flips(base, variant) == (3, 2, 1)
+    metrics = {m: {"value": 0.5, "n": 3, "ci95_low": 0.1, "ci95_high": 0.9}
+               for m in ("asr_any", "asr_greedy", "break_temperature", "break_top_p", "break_top_k")}
+    cells = [Cell(VariantSpec("m"), results={"tasks": {"advbench_decoding": {"metrics": metrics}}}, run_dir=base),
+             Cell(VariantSpec("m", "rtn", 4), results={"tasks": {"advbench_decoding": {"metrics": metrics}}},
+                  run_dir=variant)]
+    assert "| 2 / 1 of 3, p = 1 | ok |" in markdown_table(cells)
