@@ -13,6 +13,7 @@ set QRESAFE_TORCH to the CUDA build you want.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -126,17 +127,26 @@ def boards(session: nox.Session) -> None:
         # the boards' evidence, published beside them: every finished run's per-prompt outcomes (no text), so
         # that the boards rebuild on a machine whose store never ran them and runs from several machines merge
         session.run("qresafe-bench", "export", "--model", model, "--out", f"{out}/runs", env=_env())
+        # the published runs may hold another build of the model (its bytes follow the CPU's kernels): the
+        # boards are this machine's build, named, and never mix the two
+        weights = _weights_of(session, model) if boards_of else None
         for name, selection in boards_of.items():
             # the 'after' columns: the patch labels of the sweeps (their `patch:` recipes, qresafe/config.py label)
             session.run("qresafe-bench", "leaderboard", "--model", model, "--format", "md,csv,json,html",
                         "--out", out, "--name", name, *selection, "--patch", "qresafe,qresafe-tuned",
-                        "--runs", f"{out}/runs",
+                        "--runs", f"{out}/runs", "--weights", weights,
                         "--no-prompt-text", env=_env())  # published: no copy of AdvBench's prompts, only indices
         for quant, bits, tier, methods in BASELINE_CELLS.get(model, ()):
             session.run("python", "scripts/bench_patch.py", "--model", model, "--quant", quant, "--bits", str(bits),
                         "--calib", tier, "--methods", methods, "--select-lr", "--n-tier-prompts", "32",
                         "--recipes", "paper,tuned",
                         "--out", f"{out}/baselines-{quant}-w{bits}-{tier}.md", env=_env())
+
+
+def _weights_of(session: nox.Session, model: str) -> str:
+    """The first 12 hex digits of the sha256 of this machine's build of a zoo model (its build.json)."""
+    path = session.run("qresafe-bench", "zoo", "build", model, silent=True, env=_env()).strip().splitlines()[-1]
+    return json.loads((Path(path) / "build.json").read_text(encoding="utf-8"))["weights_sha256"][:12]
 
 
 @nox.session(python=PYTHON)
