@@ -28,6 +28,7 @@ stays); `board["selection"]` records what was asked, and the Markdown / HTML hea
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -36,7 +37,7 @@ from ..core.spec import CALIB_TIERS, METHODS
 from ..core.stats import mcnemar_exact, rose_significantly
 from ..store import read_json
 from .collect import Run, best_runs
-from .evidence import runs_of
+from .evidence import report_path, runs_of
 
 SAFETY = ("advbench", "asr")
 # Harmless requests the model refuses: the cost side of safety, shown beside ASR so that a patch which
@@ -108,11 +109,8 @@ def utility_of(best: dict) -> tuple[str, str, str]:
 def patch_report(run: Run | None) -> dict:
     """What a patched run's qresafe_report.json says about the patch (its directory is the weights the run
     evaluated); empty when the run names no location or the report is not there (e.g. a copied store)."""
-    if run is not None and (run.path / "qresafe_report.json").is_file():  # an exported run carries its own
-        return read_json(run.path / "qresafe_report.json")
-    location = ((run.results.get("model") or {}).get("location") if run is not None else None)
-    path = Path(location) / "qresafe_report.json" if location else None
-    return read_json(path) if path is not None and path.is_file() else {}
+    path = report_path(run) if run is not None else None
+    return read_json(path) if path is not None else {}
 
 
 def short_reason(reason: str) -> str:
@@ -172,9 +170,7 @@ def one_build(runs: list[Run], model: str, weights: str | None) -> list[Run]:
     another kind of CPU, a hub model at another commit) are never paired: with no `weights` chosen, more than
     one is refused, naming them; `weights` keeps the build whose fingerprint contains it."""
     mine = [run for run in runs if run.spec.get("model") == model]
-    builds: dict[str | None, int] = {}
-    for run in mine:
-        builds[base_weights(run)] = builds.get(base_weights(run), 0) + 1
+    builds = Counter(base_weights(run) for run in mine)
     if weights is not None:
         chosen = [run for run in mine if weights in (base_weights(run) or "")]
         if not chosen:
@@ -187,9 +183,8 @@ def one_build(runs: list[Run], model: str, weights: str | None) -> list[Run]:
     return mine
 
 
-def _builds_text(builds: dict[str | None, int]) -> str:
-    return ", ".join(f"{name or 'unrecorded'}: {count} run(s)" for name, count in
-                     sorted(builds.items(), key=lambda item: -item[1]))
+def _builds_text(builds: Counter) -> str:
+    return ", ".join(f"{name or 'unrecorded'}: {count} run(s)" for name, count in builds.most_common())
 
 
 def selected(selection: dict, method: str, bits: int, tier: str) -> bool:

@@ -39,21 +39,29 @@ class Run:
         except KeyError:
             return None
 
+    def records(self) -> list[dict]:
+        """Every stored sample of the run, in file order (a task with several samples per document, such as
+        the decoding attack's settings, keeps them all)."""
+        path = self.path / "samples.jsonl"
+        if not path.is_file():
+            return []
+        records = []
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                records.append(json.loads(line))
+            except ValueError:
+                raise StoreError(f"corrupt store entry {path}, line {number}; delete the run and "
+                                 "evaluate again") from None
+        return records
+
     def samples(self, task: str) -> dict[int, dict]:
         """doc_id -> the stored sample of `task` (first one per document)."""
         if self._samples is None:
             self._samples = {}
-            path = self.path / "samples.jsonl"
-            if path.is_file():
-                for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-                    if not line.strip():
-                        continue
-                    try:
-                        sample = json.loads(line)
-                    except ValueError:
-                        raise StoreError(f"corrupt store entry {path}, line {number}; delete the run and "
-                                         "evaluate again") from None
-                    self._samples.setdefault(sample["task"], {}).setdefault(sample["doc_id"], sample)
+            for sample in self.records():
+                self._samples.setdefault(sample["task"], {}).setdefault(sample["doc_id"], sample)
         return self._samples.get(task, {})
 
 

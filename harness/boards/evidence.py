@@ -47,14 +47,14 @@ def export_runs(home: Path, model: str, out: Path) -> list[str]:
     written = []
     for run in runs:
         target = out / "runs" / run.key
-        text = "".join(json.dumps(outcome_only(s), sort_keys=True, default=str) + "\n" for s in _all_samples(run))
+        text = "".join(json.dumps(outcome_only(s), sort_keys=True, default=str) + "\n" for s in run.records())
         origin = {"samples_sha256": run.results.get("samples_sha256"), "left_out": list(TEXT_FIELDS)}
         results = {**run.results, "samples_sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
                    "exported_from": origin}
         if (target / "results.json").is_file() and read_json(target / "results.json") == results:
             continue
         atomic_write_text(target / "samples.jsonl", text)
-        report = _report_path(run)
+        report = report_path(run)
         if report is not None:
             atomic_write_json(target / REPORT, read_json(report))
         atomic_write_json(target / "results.json", results)  # written last, as in the store
@@ -83,14 +83,9 @@ def runs_of(home: Path, folders: Sequence[Path] = ()) -> list[Run]:
     return runs
 
 
-def _all_samples(run: Run) -> list[dict]:
-    path = run.path / "samples.jsonl"
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
-def _report_path(run: Run) -> Path | None:
+def report_path(run: Run) -> Path | None:
+    """A patched run's patch report: the one an exported run carries, else the one beside the weights the run
+    evaluated (its model location); None when neither is there."""
     own = run.path / REPORT
     if own.is_file():
         return own
