@@ -40,13 +40,35 @@ def _tracked_files() -> list[Path]:
     return [REPO / line for line in listed.splitlines() if (REPO / line).is_file()]
 
 
+def _exported_samples(tracked: list[Path]) -> list[Path]:
+    """The samples files of exported runs folders (leaderboards/<model>/runs/): a board's evidence."""
+    from qresafe_bench.harness.boards.evidence import MARKER
+
+    return [p for p in tracked if p.name == "samples.jsonl" and p.parts[len(REPO.parts)] == "leaderboards"
+            and (p.parents[2] / MARKER).is_file()]
+
+
 def test_no_public_data_committed() -> None:
     repo, tracked = REPO, _tracked_files()
-    # Published boards (leaderboards/*/board-*) are the project's own results, checked for copied prompts below.
+    # Published boards (leaderboards/*/board-*) and their exported evidence are the project's own results,
+    # checked below for copied prompts and for text.
     ours = [p for p in tracked if p.parts[len(repo.parts)] == "leaderboards" and p.name.startswith("board-")]
+    ours += _exported_samples(tracked)
     big_data = [p for p in tracked if p not in ours and (
         p.suffix in (".csv", ".jsonl") or (p.suffix == ".json" and p.stat().st_size > 100_000))]
     assert big_data == [], f"public data sets must not be committed: {big_data}"
+
+
+def test_committed_evidence_carries_no_text() -> None:
+    import json
+
+    from qresafe_bench.harness.boards.evidence import TEXT_FIELDS
+
+    with_text = []
+    for path in _exported_samples(_tracked_files()):
+        keys = set().union(*(json.loads(line) for line in path.read_text().splitlines()))
+        with_text += [f"{path.relative_to(REPO)}: {sorted(keys & set(TEXT_FIELDS))}"] if keys & set(TEXT_FIELDS) else []
+    assert with_text == [], f"exported runs must carry outcomes only: {with_text}"
 
 
 def test_no_advbench_prompt_is_committed(data_dir: Path) -> None:
