@@ -382,7 +382,10 @@ def selection_line(board: dict) -> str:
     selection = board.get("selection") or {}
     if all(selection.get(what) is None for what in ("methods", "bits", "tiers")):
         return "Rows: every stored quantized variant; full precision always shown"
-    return f"Rows: only {selection_text(selection)}; full precision always shown"
+    shown = {row["method"] for row in board["rows"]}
+    missing = [method for method in selection.get("methods") or () if method not in shown]
+    nothing = f"; no run yet of {', '.join(missing)}" if missing else ""
+    return f"Rows: only {selection_text(selection)}; full precision always shown{nothing}"
 
 
 def _folders(board: dict) -> str:
@@ -549,7 +552,7 @@ def render_markdown(board: dict, paper: dict | None = None) -> str:
             out += [f"Prompt text {board['prompt_text']}.", ""]
         for row, kind, flips in listed:
             out.append(f"- **{row_label(row)} {row['tier']}**, {kind} ({len(flips)}): " + "; ".join(
-                f"#{f['doc_id']} {_short(f.get('prompt'))}" for f in flips[:MAX_LISTED]))
+                f"#{f['doc_id']} {_short(f.get('prompt'))}".rstrip() for f in flips[:MAX_LISTED]))
     if paper:
         from .paper import render_paper_markdown
 

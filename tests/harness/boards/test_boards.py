@@ -468,6 +468,8 @@ def test_selection_keeps_the_asked_rows_and_the_baseline(store: Path) -> None:
     board = build_board(store, "m", methods=["gptq", "rtn", "rtn"], bits=[4])
     assert [(r["method"], r["bits"]) for r in board["rows"]] == [("rtn", 4), ("gptq", 4)]
     assert board["selection"]["methods"] == ["gptq", "rtn"]
+    board = build_board(store, "m", methods=["rtn", "awq", "aqlm"], bits=[4])
+    assert "calibration tier any; full precision always shown; no run yet of awq, aqlm" in render_markdown(board)
 
 
 def test_selection_errors_are_one_line(store: Path) -> None:
