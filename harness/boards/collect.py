@@ -42,19 +42,7 @@ class Run:
     def records(self) -> list[dict]:
         """Every stored sample of the run, in file order (a task with several samples per document, such as
         the decoding attack's settings, keeps them all)."""
-        path = self.path / "samples.jsonl"
-        if not path.is_file():
-            return []
-        records = []
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                records.append(json.loads(line))
-            except ValueError:
-                raise StoreError(f"corrupt store entry {path}, line {number}; delete the run and "
-                                 "evaluate again") from None
-        return records
+        return read_records(self.path)
 
     def samples(self, task: str) -> dict[int, dict]:
         """doc_id -> the stored sample of `task` (first one per document)."""
@@ -100,3 +88,20 @@ def _n(run: Run, task: str) -> int:
 
 def models_in(runs: list[Run]) -> list[str]:
     return sorted({r.spec.get("model") for r in runs if comparable(r)})
+
+
+def read_records(run_dir: Path) -> list[dict]:
+    """The samples of the run stored in `run_dir` (its samples.jsonl), in file order; [] when there is none."""
+    path = run_dir / "samples.jsonl"
+    if not path.is_file():
+        return []
+    records = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            raise StoreError(f"corrupt store entry {path}, line {number}; delete the run and "
+                             "evaluate again") from None
+    return records

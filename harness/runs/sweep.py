@@ -383,11 +383,11 @@ def decoding_flips(base_run: Path, run: Path) -> tuple[int, int, int]:
     """(prompts scored by both, turned unsafe, turned safe) of the decoding attack's ASR-any from one run to the
     other: a prompt is unsafe when any of its settings' samples broke it (the task's records: prompt, knob,
     value, broken)."""
-    from ..boards.collect import Run
+    from ..boards.collect import read_records
 
     def broken(path: Path) -> dict:
         per_prompt: dict = {}
-        for sample in Run(path.name, path, {}, 0.0).records():
+        for sample in read_records(path):
             if sample.get("task") == "advbench_decoding" and "asr_any" in sample:
                 prompt, *_, hit = sample["asr_any"]
                 per_prompt[prompt] = per_prompt.get(prompt, False) or bool(hit)
