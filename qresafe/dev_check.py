@@ -346,7 +346,25 @@ class DevCheckCallback(TrainerCallback):
     def restored(self, result: CheckResult) -> bool:
         return result.admissible and result.harmful_refusal >= self.reference.harmful_refusal - self.margin
 
+    def resume_state(self) -> dict:
+        """What a patch checkpoint keeps of the checks (resume.py): history, kept checkpoint, seconds."""
+        return {"history": [asdict(r) for r in self.history], "best_step": self.best.step if self.best else None,
+                "best_state": {n: (a.cpu(), b.cpu()) for n, (a, b) in self._best_state.items()},
+                "bad_in_a_row": self._bad_in_a_row, "seconds": self.seconds}
+
+    def load_resume_state(self, state: dict) -> None:
+        """Put `resume_state`'s values back; the first resumed step's gradients are verified, as after a check."""
+        self.history = [CheckResult(**r) for r in state["history"]]
+        self.best = next((r for r in self.history if r.step == state["best_step"]), None)
+        self._best_state = dict(state["best_state"])
+        self._bad_in_a_row, self.seconds = int(state["bad_in_a_row"]), float(state["seconds"])
+        self._verify_next_step = bool(self.history)
+
     def on_train_begin(self, args, state, control, **kwargs):
+        if self.history:  # resumed from a patch checkpoint: the checks so far are in the history
+            self.log(f"dev checks: {len(self.history)} held-out checks so far, the last at step "
+                     f"{self.history[-1].step}")
+            return
         sets = self.sets
         self.log(f"dev check sets: {len(sets.harmful)} harmful ({sets.harmful_source}), {len(sets.benign)} benign "
                  f"({sets.benign_source}), {len(sets.utility)} utility ({sets.utility_source})")

@@ -134,6 +134,7 @@ def run_patch(request: PatchRequest, *, home: Path, log: Callable[[str], None] =
         raise
     log(f"patch set: {len(pairs)} pairs ({dropped} of {n_prompts} dropped: y_w == y_l)")
 
+    checkpoints = checkpoint_dir(request, path, base, quantized, pairs)
     with building(path) as tmp:
         with contextlib.redirect_stdout(sys.stderr):  # trainers print logs; stdout is for results
             if request.recipe.method == "keep-critical":
@@ -141,7 +142,7 @@ def run_patch(request: PatchRequest, *, home: Path, log: Callable[[str], None] =
 
                 report = build_keep_critical(request, base, quantized, pairs, tmp, log=log)
             else:
-                report = train_and_save(request, base, quantized, pairs, tmp, log=log)
+                report = train_and_save(request, base, quantized, pairs, tmp, log=log, checkpoints=checkpoints)
         report.setdefault("hyperparameters", request.recipe.model_dump(mode="json"))
         report.update({"spec": target.canonical(), "variant_id": target.id, "label": request.recipe.label,
                        "pairs": len(pairs), "pairs_dropped_equal": dropped, "prompts": n_prompts,
@@ -151,7 +152,24 @@ def run_patch(request: PatchRequest, *, home: Path, log: Callable[[str], None] =
         _write_pairs(tmp / "pairs.jsonl", pairs)
         if not (tmp / "qresafe_recipe.yaml").exists():
             shutil.copy2(Path(quantized.location) / "qresafe_recipe.yaml", tmp / "qresafe_recipe.yaml")
+    if checkpoints is not None:  # only now: a kill before the variant is in place still resumes
+        from .resume import remove
+
+        remove(checkpoints)
     return PatchOutcome(target, path, report, from_store=False)
+
+
+def checkpoint_dir(request: PatchRequest, path: Path, base: ResolvedModel, quantized: ResolvedModel,
+                   pairs: list[PreferencePair]) -> Path | None:
+    """Where the training of a LoRA patch keeps its checkpoints (resume.py), keyed by everything it depends
+    on; None for the methods without an adapter (dpo-full trains every weight, keep-critical trains nothing)."""
+    if request.recipe.method in ("dpo-full", "keep-critical"):
+        return None
+    from .resume import resume_dir_for
+
+    return resume_dir_for(path, [request.patched_spec.id, request.recipe.to_yaml(), quantized.location,
+                                 base.location, request.data_dir, request.device,
+                                 [p.as_example() for p in pairs]])
 
 
 def refusal_record(path: Path) -> Path:
@@ -204,7 +222,16 @@ def planned_steps(recipe: PatchRecipe, n_pairs: int) -> int:
     return max(1, math.ceil(math.ceil(n_pairs / recipe.batch_size) * recipe.epochs))
 
 
-def trainer_config(recipe: PatchRecipe, output_dir: str, device: str, n_pairs: int) -> QResafeConfig:
+def checkpoint_every(recipe: PatchRecipe, n_pairs: int) -> int:
+    """Steps between patch checkpoints (resume.py) and between log lines: every held-out check, else a
+    tenth of the steps. One period for both, so a resumed run logs the same windows as an uninterrupted one."""
+    return recipe.check_every or max(1, planned_steps(recipe, n_pairs) // 10)
+
+
+def trainer_config(recipe: PatchRecipe, output_dir: str, device: str, n_pairs: int,
+                   resumable: bool = False) -> QResafeConfig:
+    """`resumable`: the Trainer checkpoints into `output_dir` every `checkpoint_every` steps (resume.py)."""
+    from .resume import KEEP
     from .trainer import QResafeConfig  # here, not at the top: reading or checking a recipe must not import TRL
 
     if recipe.method == "sft":
@@ -215,7 +242,8 @@ def trainer_config(recipe: PatchRecipe, output_dir: str, device: str, n_pairs: i
         loss_type, loss_weights = ["sigmoid"], None
     return QResafeConfig(
         output_dir=output_dir, use_cpu=device == "cpu", bf16=False, fp16=False, report_to="none",
-        save_strategy="no", logging_steps=max(1, planned_steps(recipe, n_pairs) // 10), disable_tqdm=True,
+        save_strategy="steps" if resumable else "no", save_steps=checkpoint_every(recipe, n_pairs),
+        save_total_limit=KEEP, logging_steps=checkpoint_every(recipe, n_pairs), disable_tqdm=True,
         seed=recipe.seed, max_steps=planned_steps(recipe, n_pairs), per_device_train_batch_size=recipe.batch_size,
         learning_rate=recipe.learning_rate, lr_scheduler_type=recipe.lr_scheduler, warmup_steps=0,
         max_length=recipe.max_length, beta=recipe.beta,
@@ -225,16 +253,18 @@ def trainer_config(recipe: PatchRecipe, output_dir: str, device: str, n_pairs: i
 
 
 def train_and_save(request: PatchRequest, base: ResolvedModel, quantized: ResolvedModel,
-                   pairs: list[PreferencePair], out_dir: Path, *, log: Callable[[str], None]) -> dict:
-    """Train the recipe's method on `pairs` and save the result into `out_dir`; returns the cost report."""
+                   pairs: list[PreferencePair], out_dir: Path, *, log: Callable[[str], None],
+                   checkpoints: Path | None = None) -> dict:
+    """Train the recipe's method on `pairs` and save the result into `out_dir`; returns the cost report.
+    `checkpoints` (LoRA methods): where the training checkpoints and resumes from (resume.py)."""
     import datasets
     import torch
     from peft import LoraConfig
     from transformers import AutoTokenizer
     from trl import DPOTrainer
 
-    from . import merge, snip
-    from .trainer import MaskedDPOTrainer, effective_precision, lora_factors
+    from . import merge, resume, snip
+    from .trainer import MaskedDPOTrainer, ResumableDPOTrainer, effective_precision, lora_factors
 
     recipe, spec = request.recipe, request.spec
     tokenizer = AutoTokenizer.from_pretrained(quantized.location)
@@ -250,7 +280,9 @@ def train_and_save(request: PatchRequest, base: ResolvedModel, quantized: Resolv
         raise PatchError(f"none of --target-modules {', '.join(recipe.target_modules)} is in this architecture")
     stacked = spec.quant in STACKED_ADAPTER_METHODS  # qlora: the patch is concatenated onto its adapter
     base_adapter = Path(quantized.adapter or Path(quantized.location) / "adapter") if stacked else None
-    config = trainer_config(recipe, tempfile.mkdtemp(prefix="qresafe-trainer-"), request.device, len(pairs))
+    resumable = checkpoints is not None and recipe.method != "dpo-full"
+    output_dir = str(checkpoints) if resumable else tempfile.mkdtemp(prefix="qresafe-trainer-")
+    config = trainer_config(recipe, output_dir, request.device, len(pairs), resumable=resumable)
     torch.manual_seed(recipe.seed)
     details: dict = {"method": recipe.method}
     with peak_memory(request.device) as memory:
@@ -292,16 +324,29 @@ def train_and_save(request: PatchRequest, base: ResolvedModel, quantized: Resolv
                                            peft_config=lora, full_precision=full_precision,
                                            keep_mask_history=bool(recipe.check_every))
             else:  # lora-dpo, sft: the unmasked baselines run TRL's own trainer (no SNIP cost in their time)
-                trainer = DPOTrainer(model=model, args=config, train_dataset=dataset, processing_class=tokenizer,
-                                     peft_config=lora)
+                trainer = ResumableDPOTrainer(model=model, args=config, train_dataset=dataset,
+                                              processing_class=tokenizer, peft_config=lora)
         _report_progress_through(trainer, log)
-        checker = _dev_checker(request, trainer, tokenizer, pairs, base, quantized, log) if recipe.check_every else None
+        checker = (_dev_checker(request, trainer, tokenizer, pairs, base, quantized, log,
+                                cache=checkpoints if resumable else None) if recipe.check_every else None)
         trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
         log(f"{recipe.method} ({recipe.recipe} recipe): {len(pairs)} pairs, {config.max_steps} steps, batch "
             f"{recipe.batch_size}, lr {recipe.learning_rate} ({recipe.lr_scheduler}), beta {recipe.beta}, "
             f"tau {recipe.tau}; {trainable} trainable parameters")
-        result = trainer.train()
-        train_seconds = time.perf_counter() - started
+        earlier = {"seconds": 0.0, "resumed_at": []}  # of the attempts before this one (resume.py)
+        checkpoint = None
+        if resumable:
+            checkpoint = _resume_from(checkpoints, trainer, checker, earlier, log)
+            trainer.add_callback(resume.SaveStateCallback(checkpoints, lambda: {
+                "factors": resume.factor_values(lora_factors(trainer.model)),
+                "trainer": trainer.resume_state() if isinstance(trainer, MaskedDPOTrainer) else {},
+                "checker": checker.resume_state() if checker is not None else {},
+                "seconds": earlier["seconds"] + time.perf_counter() - started,
+                "resumed_at": list(earlier["resumed_at"])}))
+        result = trainer.train(resume_from_checkpoint=str(checkpoint.trainer_dir) if checkpoint else None)
+        train_seconds = earlier["seconds"] + time.perf_counter() - started
+        if earlier["resumed_at"]:
+            details["resumed_at_steps"] = list(earlier["resumed_at"])
         if checker is not None:  # its checks are timed apart: train_wall_seconds stays the training's own
             train_seconds -= checker.seconds
             checker.restore_best()
@@ -316,7 +361,8 @@ def train_and_save(request: PatchRequest, base: ResolvedModel, quantized: Resolv
     details["hyperparameters"].update(effective_precision(trainer))  # bf16 + checkpointing on CUDA, fp32 on CPU
     details.update(train_wall_seconds=round(train_seconds, 3), peak_memory_mb=memory.peak_mb,
                    memory_kind=memory.kind, trainable_parameters=trainable,
-                   train_loss=round(float(result.training_loss), 6), steps=trainer.state.global_step,
+                   train_loss=round(mean_logged_loss(trainer.state.log_history, float(result.training_loss)), 6),
+                   steps=trainer.state.global_step,
                    loss_history=[round(float(e["loss"]), 6) for e in trainer.state.log_history if "loss" in e])
     if isinstance(trainer, MaskedDPOTrainer):
         details["masks"] = trainer.mask_summary()
@@ -365,8 +411,41 @@ def train_and_save(request: PatchRequest, base: ResolvedModel, quantized: Resolv
     else:
         merge.save_adapter_variant(Path(quantized.location), trainer.model, out_dir)
         details.update(saved_as="PEFT adapter on the quantized base (adapter/)")
-    shutil.rmtree(config.output_dir, ignore_errors=True)
+    if not resumable:  # the checkpoints of a resumable run stay until the variant is in place (run_patch)
+        shutil.rmtree(config.output_dir, ignore_errors=True)
     return details
+
+
+def mean_logged_loss(log_history: list[dict], fallback: float) -> float:
+    """The training loss over every step, from the logged windows (each the mean of its steps), weighted by
+    their lengths. Not the Trainer's `training_loss`: after a resume it divides only the resumed steps' loss
+    by every step. `fallback` when nothing was logged (training stopped before the first log line)."""
+    total, last = 0.0, 0
+    for entry in log_history:
+        if "loss" in entry:
+            total += float(entry["loss"]) * (entry["step"] - last)
+            last = entry["step"]
+    return total / last if last else fallback
+
+
+def _resume_from(directory: Path, trainer, checker, earlier: dict, log: Callable[[str], None]):
+    """The latest complete checkpoint in `directory` with its state put back into `trainer`, `checker` and
+    `earlier` (resume.py), or None for a fresh start."""
+    from . import resume
+    from .trainer import MaskedDPOTrainer, lora_factors
+
+    checkpoint = resume.latest_checkpoint(directory)
+    if checkpoint is None:
+        return None
+    state = resume.load_state(checkpoint)
+    resume.write_factor_values(lora_factors(trainer.model), state["factors"])
+    if isinstance(trainer, MaskedDPOTrainer):
+        trainer.load_resume_state(state["trainer"])
+    if checker is not None:
+        checker.load_resume_state(state["checker"])
+    earlier.update(seconds=float(state["seconds"]), resumed_at=[*state["resumed_at"], checkpoint.step])
+    log(f"resuming the patch training at step {checkpoint.step}/{trainer.args.max_steps} from {directory.name}")
+    return checkpoint
 
 
 def effective_hyperparameters(recipe: PatchRecipe, config: QResafeConfig, details: dict, variant_calib: str,
@@ -392,22 +471,17 @@ def effective_hyperparameters(recipe: PatchRecipe, config: QResafeConfig, detail
 
 
 def _dev_checker(request: PatchRequest, trainer, tokenizer, pairs: list[PreferencePair], base: ResolvedModel,
-                 quantized: ResolvedModel, log: Callable[[str], None]):
-    """The held-out check callback (dev_check.py), added to `trainer`; measures the full-precision target."""
-    from transformers import AutoModelForCausalLM
-
-    from .dev_check import DevCheckCallback, GridView, check_sets, measure, patch_texts, with_full_precision_answers
+                 quantized: ResolvedModel, log: Callable[[str], None], cache: Path | None = None):
+    """The held-out check callback (dev_check.py), added to `trainer`; measures the full-precision target,
+    or reads it from `cache` (a resumable run's checkpoint directory, keyed by the same inputs)."""
+    from .dev_check import DevCheckCallback, GridView, check_sets, patch_texts
     from .trainer import lora_factors
 
     factors = lora_factors(trainer.model)
     exclude = patch_texts(p.prompt for p in pairs)
     sets = check_sets(request.data_dir, exclude, prompts_from=prompts_from(base))
     started = time.perf_counter()
-    full_precision = AutoModelForCausalLM.from_pretrained(base.location, dtype="auto", use_safetensors=True)
-    full_precision = full_precision.to(request.device).eval()
-    sets = with_full_precision_answers(sets, full_precision, tokenizer)
-    reference = measure(full_precision, tokenizer, sets, step=-1)
-    del full_precision
+    sets, reference = _full_precision_target(request, base, tokenizer, sets, cache)
     update_masks = (lambda: trainer.update_masks) if request.recipe.mask == "exact" else None
     grid = (GridView(Path(quantized.location), factors, update_masks)
             if request.spec.quant in UNIFORM_GRID_METHODS else None)
@@ -416,6 +490,32 @@ def _dev_checker(request: PatchRequest, trainer, tokenizer, pairs: list[Preferen
     checker.seconds = time.perf_counter() - started  # the target's measurement counts as checking
     trainer.add_callback(checker)
     return checker
+
+
+def _full_precision_target(request: PatchRequest, base: ResolvedModel, tokenizer, sets, cache: Path | None):
+    """(sets with the full-precision answers of the utility prompts, the full-precision model's check result):
+    measured, or read from `cache/dev-target.json` where an earlier attempt of the same run wrote them."""
+    from dataclasses import asdict
+
+    from transformers import AutoModelForCausalLM
+
+    from .dev_check import CheckResult, measure, with_full_precision_answers
+
+    stored = cache / "dev-target.json" if cache is not None else None
+    if stored is not None and stored.is_file():
+        target = read_json(stored)
+        utility = tuple(target["utility"])
+        if [item["prompt"] for item in utility] == [item["prompt"] for item in sets.utility]:
+            return replace(sets, utility=utility), CheckResult(**target["reference"])
+    full_precision = AutoModelForCausalLM.from_pretrained(base.location, dtype="auto", use_safetensors=True)
+    full_precision = full_precision.to(request.device).eval()
+    sets = with_full_precision_answers(sets, full_precision, tokenizer)
+    reference = measure(full_precision, tokenizer, sets, step=-1)
+    del full_precision
+    if stored is not None:
+        stored.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(stored, {"utility": list(sets.utility), "reference": asdict(reference)})
+    return sets, reference
 
 
 def _report_progress_through(trainer, log: Callable[[str], None]) -> None:

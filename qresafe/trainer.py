@@ -56,6 +56,7 @@ from trl import DPOConfig, DPOTrainer
 
 from . import snip
 from .config import SCORE_LOSSES, PatchError
+from .resume import OwnAdapterResume, ResumeError
 
 
 @dataclass
@@ -159,7 +160,11 @@ def effective_precision(trainer) -> dict[str, Any]:
 
 
 
-class MaskedDPOTrainer(DPOTrainer):
+class ResumableDPOTrainer(OwnAdapterResume, DPOTrainer):
+    """TRL's DPOTrainer (the unmasked LoRA baselines), resumable from a patch checkpoint (resume.py)."""
+
+
+class MaskedDPOTrainer(OwnAdapterResume, DPOTrainer):
     """DPO on a LoRA adapter whose factors change only on the safety-critical entries (Algorithm 1)."""
 
     _tag_names = ["trl", "dpo", "q-resafe"]
@@ -314,6 +319,33 @@ class MaskedDPOTrainer(DPOTrainer):
             frozen_a, frozen_b = self.frozen[name]
             factor.a.copy_(torch.where(mask_a, factor.a, frozen_a))
             factor.b.copy_(torch.where(mask_b, factor.b, frozen_b))
+
+    def resume_state(self) -> dict:
+        """What a patch checkpoint keeps of Algorithm 1 (resume.py): the masks, the values the masked-out
+        entries keep, the identifications so far and, for mask="exact", the M_Q kept."""
+        def cpu(pairs: dict) -> dict:
+            return {name: (a.detach().cpu(), b.detach().cpu()) for name, (a, b) in pairs.items()}
+
+        return {"masks": cpu(self.masks), "frozen": cpu(self.frozen), "coverage": dict(self.coverage),
+                "identified_at": list(self.identified_at),
+                "update_mask_history": [(step, dict(masks)) for step, masks in self.update_mask_history]}
+
+    def load_resume_state(self, state: dict) -> None:
+        """Put `resume_state`'s values back before training resumes; the gradient masks are hooked again."""
+        if state["masks"] and set(state["masks"]) != set(self.factors):
+            raise ResumeError("the patch checkpoint's masks are for other LoRA layers; remove the checkpoint "
+                              "directory to start over")
+
+        def on_device(pairs: dict) -> dict:
+            return {name: (a.to(self.factors[name].a.device), b.to(self.factors[name].b.device))
+                    for name, (a, b) in pairs.items()}
+
+        self.masks, self.frozen = on_device(state["masks"]), on_device(state["frozen"])
+        self.coverage, self.identified_at = dict(state["coverage"]), list(state["identified_at"])
+        self.update_mask_history = [(step, dict(masks)) for step, masks in state["update_mask_history"]]
+        self.update_masks = self.update_mask_history[-1][1] if self.update_mask_history else {}
+        if self.masks and self.args.mask != "exact" and not self._gradient_hooks:
+            self._register_gradient_masks()
 
     def mask_summary(self) -> dict:
         """Trainable share of the LoRA factors and of M_Q's score mass inside the allowed blocks, and the
