@@ -280,7 +280,7 @@ def train_and_save(request: PatchRequest, base: ResolvedModel, quantized: Resolv
         raise PatchError(f"none of --target-modules {', '.join(recipe.target_modules)} is in this architecture")
     stacked = spec.quant in STACKED_ADAPTER_METHODS  # qlora: the patch is concatenated onto its adapter
     base_adapter = Path(quantized.adapter or Path(quantized.location) / "adapter") if stacked else None
-    resumable = checkpoints is not None and recipe.method != "dpo-full"
+    resumable = checkpoints is not None  # checkpoint_dir gives none to dpo-full
     output_dir = str(checkpoints) if resumable else tempfile.mkdtemp(prefix="qresafe-trainer-")
     config = trainer_config(recipe, output_dir, request.device, len(pairs), resumable=resumable)
     torch.manual_seed(recipe.seed)
