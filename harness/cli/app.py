@@ -11,6 +11,7 @@ import sys
 
 import typer
 
+from ..core import interrupt
 from . import audit_cmd, data_cmd, eval_cmd, leaderboard_cmd, models_cmd, patch_cmd, quantize_cmd, sweep_cmd, zoo_cmd
 
 app = typer.Typer(
@@ -47,6 +48,7 @@ INTERRUPTED = "interrupted: finished generations are stored; run the same comman
 
 
 def main() -> None:
+    interrupt.install()
     try:
         code = app(standalone_mode=False)
         # Without standalone mode, Click returns (does not raise) a command's `typer.Exit(code)`.

@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 from lm_eval.api.model import LM, CacheHook
 
+from ..core.interrupt import raise_if_requested
 from ..models.resolved import ResolvedModel
 from ..store import GenerationLog, request_key, stable_hash
 from . import backends
@@ -41,6 +42,7 @@ class _AppendToStore(CacheHook):
         self.log.append(key, context, kwargs, output, sync=False)  # StoreLM syncs once per backend call
         if self.on_item:
             self.on_item()
+        raise_if_requested()  # a ^C whose KeyboardInterrupt a finalizer swallowed stops the run here
 
 
 class StoreLM(LM):

@@ -1,0 +1,32 @@
+"""^C that is never lost.
+
+Python's own SIGINT handler raises KeyboardInterrupt wherever the interpreter happens to be; when that is
+inside a finalizer (a progress bar's `__del__`, a weakref callback), CPython prints "Exception ignored in"
+and carries on, and the run goes to its end as if no key had been pressed. The handler installed here
+raises the same KeyboardInterrupt and also remembers it, and the generation loop asks after every stored
+answer (`raise_if_requested`), so an interrupt swallowed once is raised again one answer later.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+
+_requested = threading.Event()
+
+
+def install() -> None:
+    """Handle SIGINT here from now on (main thread only), forgetting any earlier ^C."""
+    _requested.clear()
+    signal.signal(signal.SIGINT, _on_sigint)
+
+
+def _on_sigint(signum: int, frame: object) -> None:
+    _requested.set()
+    raise KeyboardInterrupt
+
+
+def raise_if_requested() -> None:
+    """Raise KeyboardInterrupt if a ^C was heard since `install`, whether or not its first one got through."""
+    if _requested.is_set():
+        raise KeyboardInterrupt
