@@ -19,23 +19,10 @@ def test_sigint_prints_the_resume_line_and_exits_130(tiny_random_dir: Path, data
     deadline = time.time() + 300
     while time.time() < deadline and not _stored(home):
         time.sleep(0.2)  # wait until generation has begun: the first answer is in the store
-    # A ^C whose KeyboardInterrupt a finalizer swallowed is raised again at the next stored answer
-    # (tests/harness/core/test_interrupt.py); should one still go unheard, this test presses again while answers
-    # keep coming, as a user would, so that what it checks is the exit and the resume. A process that has heard
-    # it stores at most the answer in flight and is left to shut down.
+    # one press: a KeyboardInterrupt that a finalizer swallows is raised again at the next stored answer
+    # (tests/harness/core/test_interrupt.py), so a single ^C must stop the run
     process.send_signal(signal.SIGINT)
-    stored_at_press = _stored(home)
-    for _ in range(100):
-        try:
-            _, err = process.communicate(timeout=3)
-            break
-        except subprocess.TimeoutExpired:
-            if _stored(home) > stored_at_press + 1:
-                process.send_signal(signal.SIGINT)
-                stored_at_press = _stored(home)
-    else:
-        process.kill()
-        raise AssertionError("eval still running 5 minutes after ^C")
+    _, err = process.communicate(timeout=120)
     assert process.returncode == 130, err[-2000:]
     assert err.strip().splitlines()[-1] == "interrupted: finished generations are stored; run the same command to resume"
     stored = _stored(home)
