@@ -40,6 +40,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..harness.core import interrupt
 from ..harness.core.spec import VariantSpec
 from ..harness.generation.backends import BackendSettings
 from ..harness.models.registry import ResolvedModel, resolve, resolve_base
@@ -343,6 +344,7 @@ def train_and_save(request: PatchRequest, base: ResolvedModel, quantized: Resolv
                 "checker": checker.resume_state() if checker is not None else {},
                 "seconds": earlier["seconds"] + time.perf_counter() - started,
                 "resumed_at": list(earlier["resumed_at"])}))
+        trainer.add_callback(interrupt.trainer_callback())
         result = trainer.train(resume_from_checkpoint=str(checkpoint.trainer_dir) if checkpoint else None)
         train_seconds = earlier["seconds"] + time.perf_counter() - started
         if earlier["resumed_at"]:

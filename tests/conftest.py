@@ -4,7 +4,10 @@ nothing from it is copied into the repository."""
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -107,3 +110,31 @@ def tiny_random_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
                          bos_token_id=0, eos_token_id=1, pad_token_id=2)
     LlamaForCausalLM(config).save_pretrained(out)
     return out
+
+
+class _SwallowsOnDelete:
+    """What CPython does to an exception raised inside `__del__`: print it and go on."""
+
+    def __del__(self) -> None:
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.5)  # the handler runs here, inside the finalizer
+        except KeyboardInterrupt:
+            pass
+
+
+@pytest.fixture
+def swallowed_ctrl_c() -> Iterator[Callable[[], None]]:
+    """The product's SIGINT handler installed (as the CLI does), and a ^C whose KeyboardInterrupt a finalizer
+    swallows: calling it returns normally, as the run would go on."""
+    from qresafe_bench.harness.core import interrupt
+
+    previous = signal.getsignal(signal.SIGINT)
+    interrupt.install()
+    yield _swallow_one_ctrl_c
+    interrupt.install()  # forgets the ^C, so the tests after this one run on
+    signal.signal(signal.SIGINT, previous)
+
+
+def _swallow_one_ctrl_c() -> None:
+    _SwallowsOnDelete()  # dropped at once: its finalizer hears the ^C and eats the KeyboardInterrupt

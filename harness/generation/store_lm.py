@@ -97,6 +97,7 @@ class StoreLM(LM):
                     self.log.append(keys[index], *args[index], encode(result))
                 outputs[index] = self.log.get(keys[index])
             self.generated += len(missing)
+            raise_if_requested()  # backends that store a whole batch after it (vllm) are asked here, once it is stored
         return outputs  # type: ignore[return-value]
 
     def _load_inner(self) -> LM:

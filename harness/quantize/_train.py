@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..core.interrupt import raise_if_requested
 from .base import QuantError
 
 BATCH_SIZE = 8  # default conversations per optimizer step; recipes pass train_batch_size
@@ -158,6 +159,7 @@ def train(model, examples: Sequence[Example], *, pad: int, steps: int, lr: float
             log(f"step {step + 1}/{steps}: loss {losses[-1]:.4f}")
         if checkpoint_dir is not None and (step + 1) % every == 0 and step + 1 < steps:
             _save(checkpoint_dir, named, optimizer, generator, order, losses, steps)
+        raise_if_requested()  # a swallowed ^C stops the run here, after this step's checkpoint
     model.eval()
     return losses
 

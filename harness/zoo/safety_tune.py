@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..core import interrupt
 from ..data import catalogue as public_data
 from ..store import GenerationLog, request_key, stable_hash
 from .build import ZooError
@@ -289,7 +290,7 @@ def train(model: PreTrainedModel, tok: PreTrainedTokenizerBase, rows: list[dict[
                      seed=cfg.seed, data_seed=cfg.seed, use_cpu=True, bf16=False, fp16=False, save_strategy="no",
                      report_to="none", logging_steps=10, disable_tqdm=True, dataloader_num_workers=0)
     trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tok,
-                         callbacks=[Progress()])
+                         callbacks=[Progress(), interrupt.trainer_callback()])
     trainer.remove_callback(PrinterCallback)  # it prints to stdout, which carries only the built model's path
     result = trainer.train()
     model.eval()

@@ -35,7 +35,7 @@ def _tensors(variant: Path) -> dict[str, torch.Tensor]:
 
 
 def test_a_killed_patch_resumes_and_ends_as_an_uninterrupted_one(run_cli, tiny_random_dir, home, data_dir,
-                                                                  monkeypatch, capsys) -> None:
+                                                                  monkeypatch, capsys, swallowed_ctrl_c) -> None:
     from qresafe_bench.qresafe import dev_check
     from qresafe_bench.qresafe.dev_check import DevCheckCallback
     from qresafe_bench.qresafe.trainer import MaskedDPOTrainer
@@ -47,12 +47,12 @@ def test_a_killed_patch_resumes_and_ends_as_an_uninterrupted_one(run_cli, tiny_r
     model = str(tiny_random_dir)
     train_step = MaskedDPOTrainer.training_step
 
-    def killed_in_step_4(self, *args, **kwargs):
-        if self.state.global_step == 3:  # step 3 trained, not checkpointed: the resumed run must redo it
-            raise KeyboardInterrupt
+    def ctrl_c_in_step_3(self, *args, **kwargs):
+        if self.state.global_step == 2:  # a ^C a finalizer swallows: step 3 ends, is not checkpointed, and the run
+            swallowed_ctrl_c()  # stops there; the resumed run must redo it
         return train_step(self, *args, **kwargs)
 
-    monkeypatch.setattr(MaskedDPOTrainer, "training_step", killed_in_step_4)
+    monkeypatch.setattr(MaskedDPOTrainer, "training_step", ctrl_c_in_step_3)
     code, _, err = _patch(run_cli, model, data_dir)
     assert code == 130
     [checkpoints] = (home / "variants").glob(".patch-*")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -20,8 +21,10 @@ class Killed(Exception):
     pass
 
 
-def fine_tune(model_dir: Path, steps: int, checkpoint_dir: Path | None, kill_at: int | None = None):
-    """LLM-QAT's training on the fixture; `kill_at` raises after that step's backward, as a kill would."""
+def fine_tune(model_dir: Path, steps: int, checkpoint_dir: Path | None, kill_at: int | None = None,
+              at_step: Callable[[int], None] | None = None):
+    """LLM-QAT's training on the fixture; `kill_at` raises after that step's backward, as a kill would;
+    `at_step(step)` runs there too."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
@@ -33,6 +36,8 @@ def fine_tune(model_dir: Path, steps: int, checkpoint_dir: Path | None, kill_at:
     def check(step: int) -> None:
         if step == kill_at:
             raise Killed
+        if at_step is not None:
+            at_step(step)
 
     losses = _train.train(model, examples, pad=_train.pad_id(tok), steps=steps, lr=1e-3, seed=0,
                           log=lambda _: None, batch_size=3, check_gradients=check, checkpoint_dir=checkpoint_dir)
@@ -51,6 +56,14 @@ def test_killed_run_resumes_to_the_uninterrupted_weights(tiny_random_dir: Path, 
     for (name, a), (_, b) in zip(straight.named_parameters(), resumed.named_parameters(), strict=True):
         assert torch.equal(a, b), name
     assert straight_losses[-1] < straight_losses[0]  # the weights compared did train
+
+
+def test_a_swallowed_ctrl_c_stops_training_after_that_steps_checkpoint(
+        tiny_random_dir: Path, tmp_path: Path, swallowed_ctrl_c: Callable[[], None]) -> None:
+    ckpt = tmp_path / ".variant.train-x"
+    with pytest.raises(KeyboardInterrupt):
+        fine_tune(tiny_random_dir, 10, ckpt, at_step=lambda step: swallowed_ctrl_c() if step == 3 else None)
+    assert len(torch.load(ckpt / _train.CHECKPOINT_FILE, weights_only=True)["losses"]) == 4  # steps 1-4, then stop
 
 
 def test_checkpoint_of_another_run_is_refused(tiny_random_dir: Path, tmp_path: Path) -> None:
