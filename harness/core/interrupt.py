@@ -13,6 +13,10 @@ from __future__ import annotations
 
 import signal
 import threading
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # transformers loads only where a Trainer runs
+    from transformers import TrainerCallback
 
 _requested = threading.Event()
 
@@ -34,7 +38,7 @@ def raise_if_requested() -> None:
         raise KeyboardInterrupt
 
 
-def trainer_callback():
+def trainer_callback() -> TrainerCallback:
     """A transformers Trainer callback that asks before every optimizer step: after the step before it has
     ended and the Trainer (and its callbacks) saved whatever that step checkpoints."""
     from transformers import TrainerCallback

@@ -1,4 +1,4 @@
-"""A patch killed mid-training resumes from its last checkpoint and ends where an uninterrupted run ends."""
+"""A patch interrupted mid-training resumes from its last checkpoint and ends where an uninterrupted run ends."""
 
 from __future__ import annotations
 
@@ -34,8 +34,8 @@ def _tensors(variant: Path) -> dict[str, torch.Tensor]:
     return {name: tensor for file in sorted(variant.glob("*.safetensors")) for name, tensor in load_file(file).items()}
 
 
-def test_a_killed_patch_resumes_and_ends_as_an_uninterrupted_one(run_cli, tiny_random_dir, home, data_dir,
-                                                                  monkeypatch, capsys, swallowed_ctrl_c) -> None:
+def test_an_interrupted_patch_resumes_and_ends_as_an_uninterrupted_one(run_cli, tiny_random_dir, home, data_dir,
+                                                                       monkeypatch, capsys, swallowed_ctrl_c) -> None:
     from qresafe_bench.qresafe import dev_check
     from qresafe_bench.qresafe.dev_check import DevCheckCallback
     from qresafe_bench.qresafe.trainer import MaskedDPOTrainer
